@@ -1,0 +1,5 @@
+import sys
+
+from paystream.cli import main
+
+sys.exit(main())

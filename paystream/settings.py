@@ -1,0 +1,182 @@
+"""One typed settings object for everything paystream does, read from a TOML file and the environment.
+
+Precedence: defaults < the TOML file named by `PAYSTREAM_CONFIG` (or `--config`) < environment
+variables `PAYSTREAM_<SECTION>__<FIELD>` (for example `PAYSTREAM_KAFKA__BOOTSTRAP_SERVERS` or
+`PAYSTREAM_RULES__VELOCITY__MAX_AUTHORIZATIONS`).
+
+>>> load(environ={"PAYSTREAM_RULES__VELOCITY__MAX_AUTHORIZATIONS": "9"}).rules.velocity.max_authorizations
+9
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+import msgspec
+from msgspec import Struct
+
+DAY_MS = 86_400_000
+
+
+class KafkaSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where Kafka is and how its clients behave."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = 12
+    # librdkafka settings merged into every client paystream makes (e.g. security for a cluster)
+    client: dict[str, str] = {}
+
+
+class TopicSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The public topics of the wire contract; the internal ones are named from `app_id`."""
+
+    payments: str = "payments"
+    customers: str = "customer-status"
+    decisions: str = "payment-decisions"
+    ledger: str = "ledger"
+    balances: str = "balances"
+    alerts: str = "fraud-alerts"
+    completed: str = "payment-completed"
+    dlq: str = "payments-dlq"
+
+    def outputs(self) -> list[str]:
+        return [self.decisions, self.ledger, self.balances, self.alerts, self.completed, self.dlq]
+
+
+class SingleLimitRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Decline a debit above the customer's `single_limit` (`single_limit_exceeded`)."""
+
+    enabled: bool = True
+
+
+class DailyLimitRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Decline a debit that takes the rolling event-time window's spend above `daily_limit`."""
+
+    enabled: bool = True
+    window_ms: int = DAY_MS
+
+
+class VelocityRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Review an authorization that is the (K+1)-th or later within `window_ms` (`velocity`)."""
+
+    enabled: bool = True
+    max_authorizations: int = 5
+    window_ms: int = 10 * 60_000
+
+
+class ImpossibleTravelRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Review a card use whose distance from the previous one needs more than `max_speed_kmh`."""
+
+    enabled: bool = True
+    max_speed_kmh: int = 1_000
+
+
+class CustomerRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Decline unknown, blocked or not-KYC-verified customers (and transfer recipients)."""
+
+    enabled: bool = True
+
+
+class DuplicateRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Remember decided `payment_id`s for `horizon_ms` of event time; a re-sent one has no effect."""
+
+    horizon_ms: int = 7 * DAY_MS
+
+
+class FundsRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Decline a debit above the available balance (`insufficient_funds`)."""
+
+    enabled: bool = True
+
+
+class RuleSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The seven fraud and safety rules, each configured on its own."""
+
+    single_limit: SingleLimitRule = msgspec.field(default_factory=SingleLimitRule)
+    daily_limit: DailyLimitRule = msgspec.field(default_factory=DailyLimitRule)
+    velocity: VelocityRule = msgspec.field(default_factory=VelocityRule)
+    impossible_travel: ImpossibleTravelRule = msgspec.field(default_factory=ImpossibleTravelRule)
+    customer: CustomerRule = msgspec.field(default_factory=CustomerRule)
+    duplicate: DuplicateRule = msgspec.field(default_factory=DuplicateRule)
+    funds: FundsRule = msgspec.field(default_factory=FundsRule)
+
+
+class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """How the dataflow runs."""
+
+    app_id: str = "paystream"
+    epoch_interval_ms: int = 1_000
+    # local state snapshots (a cache; Kafka's changelog is the truth)
+    snapshot_dir: str = ".paystream/snapshots"
+    snapshot_every_epochs: int = 30
+    max_batch: int = 5_000
+    # which sources and sinks the flow uses: "kafka" or "testing" (set by tests)
+    io: str = "kafka"
+
+
+class Settings(Struct, kw_only=True, forbid_unknown_fields=True):
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    topics: TopicSettings = msgspec.field(default_factory=TopicSettings)
+    rules: RuleSettings = msgspec.field(default_factory=RuleSettings)
+    engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    log_format: str = "auto"  # auto | console | json
+    log_level: str = "info"
+
+    @property
+    def credits_topic(self) -> str:
+        return f"{self.engine.app_id}-credits"
+
+    @property
+    def changelog_topic(self) -> str:
+        return f"{self.engine.app_id}-accounts-changelog"
+
+    @property
+    def consumer_group(self) -> str:
+        return self.engine.app_id
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or has the wrong type; the message names it."""
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("PAYSTREAM_") or name in ("PAYSTREAM_CONFIG", "PAYSTREAM_HOME", "PAYSTREAM_VENV"):
+            continue
+        path = name[len("PAYSTREAM_"):].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = raw
+    return tree
+
+
+def load(config: str | Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings: defaults, then the TOML file, then the environment, then `overrides`."""
+    environ = os.environ if environ is None else environ
+    tree: dict[str, Any] = {}
+    path = config or environ.get("PAYSTREAM_CONFIG")
+    if path:
+        try:
+            tree = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise SettingsError(f"cannot read settings file {path}: {error}") from error
+    _merge(tree, _from_environ(environ))
+    _merge(tree, overrides)
+    try:
+        return msgspec.convert(tree, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise SettingsError(f"invalid setting: {error}") from error
