@@ -45,3 +45,8 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
         "enable.partition.eof": False,
         **extra,
     }
+
+
+def admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """An admin client (topic creation and inspection) for the configured cluster."""
+    return {**_base(settings), **extra}
