@@ -167,8 +167,8 @@ def describe_topics(settings: Settings) -> list[TopicInfo]:
     return infos
 
 
-def delete_topics(settings: Settings, names: list[str]) -> None:
-    """Delete `names` (missing ones are fine) and wait until the cluster no longer lists them."""
+def delete_topics(settings: Settings, names: list[str], wait: bool = True) -> None:
+    """Delete `names` (missing ones are fine); with `wait`, until the cluster no longer lists them."""
     from confluent_kafka import KafkaError, KafkaException
 
     admin = _admin(settings)
@@ -180,6 +180,8 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
         except KafkaException as error:
             if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise TopicError(f"cannot delete topic {name}: {error.args[0].str()}") from error
+    if not wait:
+        return
     deadline = time.monotonic() + WAIT_S
     while any(name in admin.list_topics(timeout=10).topics for name in names):
         if time.monotonic() > deadline:
