@@ -23,8 +23,9 @@ WIRE_VERSION: Final = 1
 
 PositiveAmount = Annotated[int, Meta(gt=0, le=10**15)]
 NonNegativeAmount = Annotated[int, Meta(ge=0, le=10**15)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
-Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+# `\Z`, not `$`: Python's `$` also matches before a trailing newline, which let "EUR\n" through
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]
 Identifier = Annotated[str, Meta(min_length=1, max_length=128)]
 EpochMillis = Annotated[int, Meta(ge=0)]
 
@@ -321,8 +322,15 @@ def mask_pan(pan: str) -> str:
     return "*" * len(pan)
 
 
-_PAN_FIELD: Final = re.compile(rb'("pan"\s*:\s*")([^"]*)(")')
+# a `pan` sent as a JSON number (a wrong_type record bound for the DLQ) is a card number too
+_PAN_FIELD: Final = re.compile(rb'("pan"\s*:\s*")([^"]*)(")|("pan"\s*:\s*)(-?\d+)')
 _DIGIT_STRING: Final = re.compile(rb'"(\d{13,19})"')
+
+
+def _mask_pan_field(match: re.Match[bytes]) -> bytes:
+    if match[1] is None:  # the number form: groups 4 and 5
+        return match[4] + mask_pan(match[5].decode()).encode()
+    return match[1] + mask_pan(match[2].decode("utf-8", "replace")).encode() + match[3]
 
 
 def redact_pans(raw: bytes) -> bytes:
@@ -331,5 +339,5 @@ def redact_pans(raw: bytes) -> bytes:
     >>> redact_pans(b'{"pan":"4111111111111111","x":1}')
     b'{"pan":"411111******1111","x":1}'
     """
-    raw = _PAN_FIELD.sub(lambda m: m[1] + mask_pan(m[2].decode("utf-8", "replace")).encode() + m[3], raw)
+    raw = _PAN_FIELD.sub(_mask_pan_field, raw)
     return _DIGIT_STRING.sub(lambda m: b'"' + mask_pan(m[1].decode()).encode() + b'"', raw)
