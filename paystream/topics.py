@@ -110,22 +110,21 @@ def create_topics(settings: Settings, brokers: int | None = None) -> list[str]:
                 # another process created it between our look and our create: fine, it is checked below
                 if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise TopicError(f"cannot create topic {name}: {error.args[0].str()}") from error
-        _check_partitions(settings, specs)
-    _wait_for_leaders(settings, [spec.name for spec in specs])
+        _check_partitions(admin, specs)
+    _wait_for_leaders(admin, [spec.name for spec in specs])
     return [spec.name for spec in specs]
 
 
-def _check_partitions(settings: Settings, specs: list[TopicSpec]) -> None:
-    topics = _admin(settings).list_topics(timeout=10).topics
+def _check_partitions(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    topics = admin.list_topics(timeout=10).topics
     for spec in specs:
         found = topics.get(spec.name)
         if found is not None and found.error is None and len(found.partitions) != spec.partitions:
             raise TopicError(f"topic {spec.name} exists with {len(found.partitions)} partitions, settings want {spec.partitions}")
 
 
-def _wait_for_leaders(settings: Settings, names: list[str]) -> None:
+def _wait_for_leaders(admin: AdminClient, names: list[str]) -> None:
     """Wait until every partition of `names` has a leader (a just-created topic has none for a moment)."""
-    admin = _admin(settings)
     deadline = time.monotonic() + WAIT_S
     while True:
         topics = admin.list_topics(timeout=10).topics

@@ -245,6 +245,9 @@ def server_properties(node: Node, brokers: int) -> str:
         # long-running exactly-once jobs may hold a transaction open while they catch up
         "transaction.max.timeout.ms=3600000",
         "group.initial.rebalance.delay.ms=0",
+        # a restarted node re-registers only once its old session expired (9 s by default)
+        "broker.heartbeat.interval.ms=1000",
+        "broker.session.timeout.ms=4000",
         "group.coordinator.rebalance.protocols=classic,consumer",
         # Kafka's defaults: durability comes from replication and acks=all, not per-write fsync
         "log.flush.interval.messages=9223372036854775807",
@@ -264,15 +267,20 @@ def _format_storage(libs: Path, nodes: list[Node]) -> None:
     cluster_id = result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ""
     if not cluster_id:
         raise ClusterError(f"kafka StorageTool random-uuid failed: {result.stderr.strip()[-2000:]}")
-    for node in nodes:
+    formatting = {}
+    for node in nodes:  # in parallel: each format is a JVM start
         node.dir.mkdir(parents=True, exist_ok=True)
         node.properties.write_text(server_properties(node, len(nodes)))
         args = ["format", "-t", cluster_id, "-c", str(node.properties)]
         if len(nodes) == 1:
             args.append("--standalone")
-        result = subprocess.run(_java_command(libs, "kafka.tools.StorageTool", *args), capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ClusterError(f"formatting node {node.node_id} failed: {(result.stdout + result.stderr).strip()[-2000:]}")
+        formatting[node.node_id] = subprocess.Popen(
+            _java_command(libs, "kafka.tools.StorageTool", *args),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for node_id, process in formatting.items():
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise ClusterError(f"formatting node {node_id} failed: {output.strip()[-2000:]}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,10 +322,20 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _port_closed(port: int, timeout: float) -> bool:
+    """Wait up to `timeout` for nothing to listen on `port` (a killed JVM's threads exit after its leader)."""
+    deadline = time.monotonic() + timeout
+    while _port_open(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _spawn(libs: Path, node: Node) -> int:
     """Start one node detached from this process; return the log offset where this start begins."""
     for port in (node.port, node.controller_port):
-        if _port_open(port):
+        if not _port_closed(port, timeout=10.0):
             raise ClusterError(f"port {port} is already in use by another process; stop it or run `paystream kafka down`")
     node.dir.mkdir(parents=True, exist_ok=True)
     offset = node.log.stat().st_size if node.log.exists() else 0
@@ -510,6 +528,7 @@ def kill_broker(node_id: int) -> None:
         _reap(pid)
         time.sleep(0.02)
     _reap(pid)
+    _port_closed(node.port, timeout=10.0)
 
 
 def start_broker(node_id: int) -> None:
