@@ -33,13 +33,14 @@ class SourcePosition(Struct, frozen=True, gc=False, array_like=True):
 
 
 class InputRecord(Struct, frozen=True, gc=False):
-    """One record of an input topic, as read: the bytes and where they were."""
+    """One record of a topic, as read: the bytes, the headers and where they were."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 class Command(Struct, frozen=True, kw_only=True, gc=False):
