@@ -1,0 +1,278 @@
+"""Runs the systems side by side on one broker, one at a time, and measures each the same way.
+
+For each system and commit interval:
+1. throughput: fresh topics, N simple payments loaded first, then the system is started reading
+   from the beginning with a fresh group; the clock runs from its start until a read_committed
+   consumer sees N decisions. psutil samples its process tree meanwhile. Afterwards the
+   decisions are checked: one per payment id, none missing, none duplicated.
+2. latency: fresh topics again, the system is started and warmed up with a few probe payments,
+   then a paced producer writes payments with `ts` = now at half the rate the system reached in
+   step 1, and a read_committed consumer records now − ts for each decision.
+Every topic of the run is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from confluent_kafka import Producer
+
+from bench.measure import DecisionReader, ProcessSampler, Timeline, count_payment_ids, decision_ts, percentiles
+from bench.peers import PEERS, REPO, Launch, Peer, RunSpec
+from bench.workload import PARTITIONS, BenchTopics, create_topics, delete_run_topics, load_payments
+from paystream.clients import producer_config
+from paystream.settings import Settings
+from paystream.traffic import account_id
+
+Say = Callable[[str], None]
+PROBES = PARTITIONS
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What one `paystream bench` run does."""
+
+    payments: int
+    accounts: int
+    systems: list[str]
+    commit_ms: list[int]
+    latency_s: float
+    seed: int = 42
+
+
+class RunnerFailed(RuntimeError):
+    """The system under test exited or never finished; the message ends with its log's tail."""
+
+
+def start(launch: Launch, log: Path) -> subprocess.Popen[bytes]:
+    """Start one system process in its own session (so it and its children can be stopped together)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(launch.argv, cwd=REPO, env={**os.environ, **launch.env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group we started, SIGKILL it if it does not exit in time."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # children that outlived their parent
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return "\n".join(text[-lines:])
+
+
+def check_alive(process: subprocess.Popen[bytes], log: Path) -> None:
+    if process.poll() is not None:
+        raise RunnerFailed(f"exited with {process.returncode}:\n{log_tail(log)}")
+
+
+def finish_timeout(payments: int) -> float:
+    """Generous: the slowest peer runs at ~20k/s here, and startup takes seconds."""
+    return START_TIMEOUT_S + payments / 2_000
+
+
+def measure_throughput(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPlan, say: Say) -> dict[str, Any]:
+    """Steps 1: the timed run over N preloaded payments, and the exactly-one-decision check."""
+    launch = peer.launch(spec)
+    assert isinstance(launch, Launch)
+    create_topics(settings, spec.topics)
+    load_rate = load_payments(settings, spec.topics.payments, plan.accounts, plan.payments, plan.seed)
+    reader = DecisionReader(settings, spec.topics.decisions, PARTITIONS, f"{spec.topics.group}-reader")
+    log = spec.workdir / "throughput.log"
+    values: list[bytes] = []
+    timeline = Timeline()
+    process = start(launch, log)
+    started = time.monotonic()
+    sampler = ProcessSampler(process.pid).start()
+    try:
+        deadline = started + finish_timeout(plan.payments)
+        while len(values) < plan.payments:
+            batch = reader.poll(0.1)
+            if batch:
+                values.extend(batch)
+                timeline.points.append((time.monotonic() - started, len(values)))
+            else:
+                check_alive(process, log)
+            if time.monotonic() > deadline:
+                raise RunnerFailed(f"only {len(values)} of {plan.payments} decisions after {deadline - started:.0f} s:\n{log_tail(log)}")
+        elapsed = time.monotonic() - started
+        sampler.stop()
+        distinct, duplicates = count_payment_ids(values)
+        grace = time.monotonic() + max(3.0, 3 * spec.commit_ms / 1000)
+        while distinct < plan.payments and time.monotonic() < grace:  # duplicates hid a missing one
+            more = reader.poll(0.2)
+            if more:
+                values.extend(more)
+                distinct, duplicates = count_payment_ids(values)
+    finally:
+        sampler.stop()
+        stop(process)
+        reader.close()
+    steady = timeline.steady_rate(plan.payments, min_span_s=2 * spec.commit_ms / 1000)
+    return {
+        "items_per_s": plan.payments / elapsed,
+        "steady_items_per_s": steady,
+        "elapsed_s": elapsed,
+        "startup_s": timeline.points[0][0] if timeline.points else None,
+        "cpu_percent": 100 * sampler.cpu_seconds / elapsed,
+        "peak_rss_mib": sampler.peak_rss / 2**20,
+        "loader_items_per_s": load_rate,
+        "decisions": len(values),
+        "distinct_payments": distinct,
+        "duplicates": duplicates,
+        "missing": plan.payments - distinct,
+    }
+
+
+def send_probes(settings: Settings, topic: str, accounts: int) -> None:
+    producer = Producer(producer_config(settings))
+    now_ms = int(time.time() * 1000)
+    for n in range(PROBES):
+        account = account_id(n % accounts + 1)
+        producer.produce(topic, (f'{{"v":1,"type":"payment","payment_id":"W{n:09d}","account":"{account}",'
+                                 f'"amount":1,"currency":"EUR","ts":{now_ms}}}').encode(), account.encode())
+    producer.flush(30)
+
+
+def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPlan, rate: float, say: Say) -> dict[str, Any]:
+    """Step 2: end-to-end latency at `rate` payments/s, after a warm-up with probe payments."""
+    launch = peer.launch(spec)
+    assert isinstance(launch, Launch)
+    create_topics(settings, spec.topics)
+    reader = DecisionReader(settings, spec.topics.decisions, PARTITIONS, f"{spec.topics.group}-reader")
+    log = spec.workdir / "latency.log"
+    process = start(launch, log)
+    paced: subprocess.Popen[bytes] | None = None
+    latencies: list[float] = []
+    try:
+        send_probes(settings, spec.topics.payments, plan.accounts)
+        seen, deadline = 0, time.monotonic() + START_TIMEOUT_S
+        while seen < PROBES:
+            seen += len(reader.poll(0.1))
+            check_alive(process, log)
+            if time.monotonic() > deadline:
+                raise RunnerFailed(f"probe payments not decided after {START_TIMEOUT_S:.0f} s:\n{log_tail(log)}")
+        warmup_s = 1.0
+        measure_from_ms = int(time.time() * 1000 + warmup_s * 1000)
+        paced = subprocess.Popen(
+            [sys.executable, "-m", "bench.paced_producer", "--bootstrap", spec.bootstrap, "--topic", spec.topics.payments,
+             "--rate", str(rate), "--seconds", str(plan.latency_s + warmup_s), "--accounts", str(plan.accounts)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        received, sent = 0, None
+        deadline = time.monotonic() + plan.latency_s + warmup_s + 30 + 3 * spec.commit_ms / 1000
+        while sent is None or received < sent:
+            for value in reader.poll(0.05):
+                now_ms = time.time() * 1000
+                received += 1
+                ts = decision_ts(value)
+                if ts >= measure_from_ms:
+                    latencies.append(now_ms - ts)
+            if sent is None and paced.poll() is not None:
+                sent = int(paced.stdout.read().split()[-1]) if paced.returncode == 0 else 0
+            check_alive(process, log)
+            if time.monotonic() > deadline:
+                break
+    finally:
+        if paced is not None and paced.poll() is None:
+            paced.kill()
+            paced.wait()
+        stop(process)
+        reader.close()
+    cdf = percentiles(latencies)
+    return {
+        "rate": rate,
+        "seconds": plan.latency_s,
+        "sent": sent,
+        "received": received,
+        "samples": len(latencies),
+        "p50_ms": cdf[49] if cdf else None,
+        "p99_ms": cdf[98] if cdf else None,
+        "max_ms": cdf[-1] if cdf else None,
+        "cdf_ms": cdf,
+    }
+
+
+def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan: BenchPlan, say: Say) -> dict[str, Any]:
+    """Both measurements of one system at one commit interval; failures become the row's status."""
+    row: dict[str, Any] = {"system": peer.name, "label": peer.label, "guarantee": peer.guarantee, "commit_ms": commit_ms}
+    tag = f"{peer.name}-c{commit_ms}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-{tag}-"))
+    try:
+        spec = RunSpec(settings.kafka.bootstrap_servers, BenchTopics.named(run_id, tag), commit_ms, workdir)
+        reason = peer.launch(spec)
+        if isinstance(reason, str):
+            say(reason)
+            return {**row, "status": reason}
+        started = time.monotonic()
+        peer.prepare(say)
+        row["prepare_s"] = time.monotonic() - started
+        say(f"{peer.name} (commit {commit_ms} ms): throughput over {plan.payments:,} payments")
+        row.update(measure_throughput(settings, peer, spec, plan, say))
+        rate = (row["steady_items_per_s"] or row["items_per_s"]) / 2
+        if plan.latency_s > 0:
+            say(f"{peer.name} (commit {commit_ms} ms): latency at {rate:,.0f}/s for {plan.latency_s:.0f} s")
+            latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms, workdir)
+            row["latency"] = measure_latency(settings, peer, latency_spec, plan, rate, say)
+        row["status"] = "ok"
+    except (RunnerFailed, subprocess.CalledProcessError) as error:
+        say(f"{peer.name}: failed: {error}")
+        row["status"] = f"failed: {str(error).splitlines()[0]}"
+    finally:
+        try:
+            delete_run_topics(settings, f"{run_id}-{tag}-")
+        except Exception as error:  # cleanup must not hide the measurement
+            say(f"could not delete topics of {tag}: {error}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return row
+
+
+def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str, Any]:
+    """Every system of `plan`, one at a time; returns the results document."""
+    unknown = [name for name in plan.systems if name not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown systems: {', '.join(unknown)} (known: {', '.join(PEERS)})")
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    started = time.time()
+    rows = []
+    try:
+        for commit_ms in plan.commit_ms:
+            for name in plan.systems:
+                rows.append(run_system(settings, PEERS[name], run_id, commit_ms, plan, say))
+    finally:
+        delete_run_topics(settings, f"bench-{run_id}-")
+    return {
+        "run_id": run_id,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": time.time() - started,
+        "bootstrap_servers": settings.kafka.bootstrap_servers,
+        "partitions": PARTITIONS,
+        "payments": plan.payments,
+        "accounts": plan.accounts,
+        "commit_ms": plan.commit_ms,
+        "latency_s": plan.latency_s,
+        "cpu_count": os.cpu_count(),
+        "note": "one run on a shared 2-core machine (broker, harness and system on the same cores): "
+                "figures are noisy, compare only within one run; items_per_s includes each system's startup",
+        "systems": rows,
+    }

@@ -1,0 +1,163 @@
+"""The systems the harness compares: how each is prepared (built, installed) and started.
+
+Every system gets the same `RunSpec` (bootstrap, its fresh topics and group, the commit interval
+and a scratch directory) and returns the command line and environment of one process, which the
+harness starts, samples and stops. Systems that cannot run yet return a reason instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bench.workload import BenchTopics
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+QUIX_VENV = BENCH / ".venvs" / "quix"
+KSTREAMS_POM = BENCH / "kstreams" / "pom.xml"
+KSTREAMS_TARGET = BENCH / "kstreams" / "target"
+KSTREAMS_MAIN = "paystream.bench.SimplePayments"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run of one system needs to know."""
+
+    bootstrap: str
+    topics: BenchTopics
+    commit_ms: int
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One process to start: its argv and extra environment."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A system under test."""
+
+    name: str
+    label: str
+    guarantee: str
+    launch: Callable[[RunSpec], Launch | str]  # a str is the reason it cannot run
+    prepare: Callable[[Callable[[str], None]], None] = lambda _say: None
+
+
+def _topic_args(spec: RunSpec) -> list[str]:
+    t = spec.topics
+    return ["--bootstrap", spec.bootstrap, "--input", t.payments, "--decisions", t.decisions,
+            "--balances", t.balances, "--commit-ms", str(spec.commit_ms)]
+
+
+def _raw_loop(mode: str) -> Callable[[RunSpec], Launch]:
+    def launch(spec: RunSpec) -> Launch:
+        return Launch([sys.executable, "-m", "bench.raw_loop", *_topic_args(spec), "--group", spec.topics.group, "--mode", mode])
+    return launch
+
+
+def _python_env() -> dict[str, str]:
+    return {"PYTHONPATH": str(REPO)}
+
+
+def prepare_quix(say: Callable[[str], None]) -> None:
+    """Create bench/.venvs/quix with the pinned Quix Streams, once."""
+    python = QUIX_VENV / "bin" / "python"
+    marker = QUIX_VENV / ".installed"
+    requirements = BENCH / "requirements-quix.txt"
+    if marker.exists() and marker.read_text() == requirements.read_text():
+        return
+    say(f"creating the Quix Streams venv in {QUIX_VENV.relative_to(REPO)} (once)")
+    venv.EnvBuilder(with_pip=True, clear=True).create(QUIX_VENV)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "-r", str(requirements)], check=True)
+    marker.write_text(requirements.read_text())
+
+
+def _quix(spec: RunSpec) -> Launch:
+    return Launch([str(QUIX_VENV / "bin" / "python"), "-m", "bench.quix_runner", *_topic_args(spec),
+                   "--group", spec.topics.group, "--state-dir", str(spec.workdir / "quix-state")], _python_env())
+
+
+def prepare_kstreams(say: Callable[[str], None]) -> None:
+    """Build the Kafka Streams app with Maven when its classes are missing."""
+    built = KSTREAMS_TARGET / "classes" / "paystream" / "bench" / "SimplePayments.class"
+    if built.exists() and (KSTREAMS_TARGET / "lib").is_dir():
+        return
+    say("building the Kafka Streams peer with Maven (once)")
+    subprocess.run(["mvn", "-q", "-f", str(KSTREAMS_POM), "package"], check=True)
+
+
+def _kstreams(threads: int) -> Callable[[RunSpec], Launch]:
+    def launch(spec: RunSpec) -> Launch:
+        classpath = f"{KSTREAMS_TARGET / 'classes'}{os.pathsep}{KSTREAMS_TARGET / 'lib' / '*'}"
+        return Launch(["java", "-Xms256m", "-Xmx1g", "-cp", classpath, KSTREAMS_MAIN, *_topic_args(spec),
+                       "--app-id", spec.topics.group, "--threads", str(threads),
+                       "--state-dir", str(spec.workdir / "kstreams-state")])
+    return launch
+
+
+def _bytewax(spec: RunSpec) -> Launch:
+    recovery = spec.workdir / "bytewax-recovery"
+    recovery.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True,
+                   env={**os.environ, **_python_env()}, stdout=subprocess.DEVNULL)
+    t = spec.topics
+    flow = f"bench.bytewax_runner:build_flow({spec.bootstrap!r}, {t.payments!r}, {t.decisions!r}, {t.balances!r})"
+    return Launch([sys.executable, "-m", "bytewax.run", flow, "-r", str(recovery),
+                   "-s", str(spec.commit_ms / 1000), "-b", "0"], _python_env())
+
+
+# ---------------------------------------------------------------------------------------------
+# PAYSTREAM HOOK: how the harness starts the paystream engine on the simple variant.
+# It prefers a simple-variant flow (flows/simple.py) and falls back to the full flow
+# (flows/payments.py); both are run with `python -m bytewax.run flows.<name>:flow` and get
+# their topics, app id and epoch interval from PAYSTREAM_* settings variables.
+# ---------------------------------------------------------------------------------------------
+PAYSTREAM_FLOWS = ("simple", "payments")
+
+
+def run_paystream(spec: RunSpec) -> Launch | str:
+    """The command that runs the paystream engine on `spec`, or why it cannot run yet."""
+    flow = next((name for name in PAYSTREAM_FLOWS if (REPO / "flows" / f"{name}.py").exists()), None)
+    if flow is None:
+        return "paystream: not built yet"
+    t = spec.topics
+    prefix = t.payments.removesuffix("-payments")
+    env = {
+        **_python_env(),
+        "PAYSTREAM_KAFKA__BOOTSTRAP_SERVERS": spec.bootstrap,
+        "PAYSTREAM_TOPICS__PAYMENTS": t.payments,
+        "PAYSTREAM_TOPICS__DECISIONS": t.decisions,
+        "PAYSTREAM_TOPICS__BALANCES": t.balances,
+        "PAYSTREAM_TOPICS__CUSTOMERS": f"{prefix}-customer-status",
+        "PAYSTREAM_TOPICS__LEDGER": f"{prefix}-ledger",
+        "PAYSTREAM_TOPICS__ALERTS": f"{prefix}-fraud-alerts",
+        "PAYSTREAM_TOPICS__COMPLETED": f"{prefix}-payment-completed",
+        "PAYSTREAM_TOPICS__DLQ": f"{prefix}-payments-dlq",
+        "PAYSTREAM_ENGINE__APP_ID": t.group,
+        "PAYSTREAM_ENGINE__EPOCH_INTERVAL_MS": str(spec.commit_ms),
+        "PAYSTREAM_ENGINE__SNAPSHOT_DIR": str(spec.workdir / "paystream-snapshots"),
+    }
+    return Launch([sys.executable, "-m", "bytewax.run", f"flows.{flow}:flow"], env)
+
+
+PEERS: dict[str, Peer] = {peer.name: peer for peer in (
+    Peer("paystream", "paystream (Bytewax)", "exactly-once", run_paystream),
+    Peer("raw-eos", "raw confluent-kafka loop", "exactly-once", _raw_loop("eos")),
+    Peer("raw-alo", "raw confluent-kafka loop", "at-least-once", _raw_loop("alo")),
+    Peer("kstreams-1", "Kafka Streams 4.1.1, 1 thread", "exactly_once_v2", _kstreams(1), prepare_kstreams),
+    Peer("kstreams-2", "Kafka Streams 4.1.1, 2 threads", "exactly_once_v2", _kstreams(2), prepare_kstreams),
+    Peer("quix", "Quix Streams 3.28.1", "exactly-once", _quix, prepare_quix),
+    Peer("bytewax", "Bytewax 0.21.1 stock connectors", "at-least-once", _bytewax),
+)}
