@@ -147,10 +147,11 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _read_state(root: Path) -> dict[str, object] | None:
+def _size(root: Path) -> int | None:
+    """How many nodes the cluster set up under `root` has (None if there is none)."""
     try:
-        return dict(json.loads(_state_file(root).read_text()))
-    except (OSError, ValueError):
+        return int(json.loads(_state_file(root).read_text())["brokers"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -416,10 +417,10 @@ def _stop(node: Node, timeout: float = STOP_TIMEOUT_S) -> None:
 
 def is_up() -> bool:
     """True if a cluster was started here and every one of its nodes is alive and listening."""
-    state = _read_state(home())
-    if not state:
+    size = _size(home())
+    if size is None:
         return False
-    cluster = Cluster(int(state["brokers"]), home())  # type: ignore[call-overload]
+    cluster = Cluster(size, home())
     return all(_alive(node) and _port_open(node.port) for node in cluster.nodes)
 
 
@@ -433,9 +434,8 @@ def up(brokers: int = 1) -> Cluster:
         raise ClusterError(f"a local cluster has 1 or 3 brokers, not {brokers}")
     root = home()
     with _locked(root):
-        state = _read_state(root)
-        if state is not None:
-            running = int(state["brokers"])  # type: ignore[call-overload]
+        running = _size(root)
+        if running is not None:
             existing = Cluster(running, root)
             alive = [node for node in existing.nodes if _alive(node)]
             if running != brokers:
@@ -476,16 +476,16 @@ def down() -> None:
     """Stop every node this launcher started (by pid file) and delete the data: the next `up` is fresh."""
     root = home()
     with _locked(root):
-        state = _read_state(root)
-        count = int(state["brokers"]) if state else 3  # type: ignore[call-overload]
-        for node in Cluster(max(count, 1), root).nodes:
-            _signal_term_only(node)
-        for node in Cluster(max(count, 1), root).nodes:
+        # without a state file, still look for every node a 3-node cluster could have left behind
+        nodes = Cluster(_size(root) or 3, root).nodes
+        for node in nodes:
+            _terminate(node)
+        for node in nodes:
             _stop(node)
         shutil.rmtree(root / "cluster", ignore_errors=True)
 
 
-def _signal_term_only(node: Node) -> None:
+def _terminate(node: Node) -> None:
     # SIGTERM every node first so they shut down in parallel rather than one after another
     pid = _pid(node)
     if pid is not None and _is_ours(pid, node):
@@ -495,10 +495,10 @@ def _signal_term_only(node: Node) -> None:
 def status() -> list[BrokerStatus]:
     """One row per node of the cluster started here (empty if none)."""
     root = home()
-    state = _read_state(root)
-    if not state:
+    size = _size(root)
+    if size is None:
         return []
-    cluster = Cluster(int(state["brokers"]), root)  # type: ignore[call-overload]
+    cluster = Cluster(size, root)
     rows = []
     for node in cluster.nodes:
         pid = _pid(node)
@@ -508,10 +508,9 @@ def status() -> list[BrokerStatus]:
 
 def _node(node_id: int) -> Node:
     root = home()
-    state = _read_state(root)
-    if not state:
+    brokers = _size(root)
+    if brokers is None:
         raise ClusterError("no local Kafka cluster; run `paystream kafka up` first")
-    brokers = int(state["brokers"])  # type: ignore[call-overload]
     if not 1 <= node_id <= brokers:
         raise ClusterError(f"the local cluster has nodes 1..{brokers}, not {node_id}")
     return Node(node_id, root)
