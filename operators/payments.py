@@ -1,0 +1,395 @@
+"""The payment life cycle of docs/RULES.md: one command against one account → one `Outcome`.
+
+Pure: the account state is mutated in place, everything to be written is returned, and
+nothing here knows about Kafka, Bytewax or the clock.
+
+Order of checks (the first stage that declines ends it): duplicate → customer → currency →
+life cycle → limits and funds (debits) → review rules (authorizations) → approved. Then the
+window bookkeeping, then the effects of an approved command.
+
+>>> from paystream.settings import RuleSettings
+>>> from paystream.wire import CustomerStatus, Deposit, SourcePosition
+>>> from operators.accounts import AccountState
+>>> alice = CustomerStatus(v=1, account="A", kyc="verified", blocked=False, single_limit=10_000,
+...                        daily_limit=50_000, home_country="FR", currency="EUR")
+>>> account = AccountState()
+>>> deposit = Deposit(v=1, payment_id="p1", account="A", amount=500, currency="EUR", ts=1)
+>>> outcome = decide(deposit, account, {"A": alice}, RuleSettings(), SourcePosition("payments", 0, 7))
+>>> outcome.decision.decision, outcome.balance.posted, account.seq
+('approved', 500, 1)
+>>> decide(deposit, account, {"A": alice}, RuleSettings(), SourcePosition("payments", 0, 8)).decision is None
+True
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Final, Mapping
+
+from msgspec import Struct
+
+from operators.accounts import (
+    CAPTURED,
+    CAPTURED_AMOUNT,
+    HELD,
+    OPEN,
+    REFUNDED,
+    STATE,
+    VOIDED,
+    AccountState,
+    record_card_use,
+    record_debit,
+    remember_payment,
+)
+from operators.rules import (
+    AUTHORIZATION_CLOSED,
+    AUTHORIZATION_NOT_CAPTURED,
+    CAPTURE_EXCEEDS_HOLD,
+    CURRENCY_MISMATCH,
+    DAILY_LIMIT_EXCEEDED,
+    INSUFFICIENT_FUNDS,
+    REFUND_EXCEEDS_CAPTURED,
+    SINGLE_LIMIT_EXCEEDED,
+    TRANSFER_TO_SELF,
+    UNKNOWN_AUTHORIZATION,
+    Alert,
+    customer_refusal,
+    exceeds_daily_limit,
+    exceeds_funds,
+    exceeds_single_limit,
+    is_duplicate,
+    recipient_refusal,
+    travel_alert,
+    velocity_alert,
+)
+from paystream.settings import RuleSettings
+from paystream.wire import (
+    Authorize,
+    Balance,
+    Capture,
+    Command,
+    Credit,
+    CustomerStatus,
+    Deposit,
+    FraudAlert,
+    LedgerEntry,
+    PaymentCompleted,
+    PaymentDecision,
+    Refund,
+    SourcePosition,
+    Transfer,
+    Void,
+)
+
+Customers = Mapping[str, CustomerStatus]
+
+TYPE_NAMES: Final[dict[type, str]] = {
+    Deposit: "deposit",
+    Authorize: "authorize",
+    Capture: "capture",
+    Void: "void",
+    Refund: "refund",
+    Transfer: "transfer",
+}
+
+
+class Outcome(Struct, gc=False):
+    """Everything one command or credit causes. `decision` is None only for a duplicate (no output at all).
+
+    `ledger` may hold a transfer's credit entry for `to_account` (key it by the entry's
+    account); `credit` is the money owed to another account, delivered through the credits topic.
+    """
+
+    decision: PaymentDecision | None = None
+    ledger: tuple[LedgerEntry, ...] = ()
+    balance: Balance | None = None
+    alerts: tuple[FraudAlert, ...] = ()
+    completed: PaymentCompleted | None = None
+    credit: Credit | None = None
+
+
+DUPLICATE: Final = Outcome()
+
+
+class BrokenLedger(RuntimeError):
+    """The account's books contradict themselves: stop the worker rather than write wrong money."""
+
+
+def decide(
+    command: Command,
+    account: AccountState,
+    customers: Customers,
+    rules: RuleSettings,
+    source: SourcePosition,
+) -> Outcome:
+    """Decide `command` (read at `source`) against `account`, apply its effects and say what to write."""
+    payment_id = command.payment_id
+    if is_duplicate(account, payment_id, rules.duplicate):
+        return DUPLICATE
+    remember_payment(account, payment_id, command.ts, rules.duplicate.horizon_ms)
+    account.seq += 1
+    kind = type(command)
+    customer = customers.get(command.account)
+
+    refusal = customer_refusal(customer, rules.customer)
+    if refusal is None and customer is not None and command.currency != customer.currency:
+        refusal = CURRENCY_MISMATCH
+    if refusal is None and kind is not Deposit and kind is not Authorize:
+        refusal = _LIFE_CYCLE_CHECKS[kind](command, account, customers, rules)
+    if refusal is not None:
+        return Outcome(_decision(command, account, source, "declined", [refusal]))
+
+    if kind is Authorize:
+        return _authorize(command, account, customer, rules, source)  # type: ignore[arg-type]
+    if kind is Transfer:
+        breaches = _limit_breaches(command.amount, command.ts, account, customer, rules)
+        if breaches:
+            return Outcome(_decision(command, account, source, "declined", breaches))
+        record_debit(account, command.ts, command.amount, rules.daily_limit.window_ms)
+    return _EFFECTS[kind](command, account, source)
+
+
+def apply_credit(credit: Credit, account: AccountState) -> Outcome:
+    """Land a transfer's credit on the recipient, whatever its customer row says now (the money already left)."""
+    account.seq += 1
+    account.posted += credit.amount
+    if not account.currency:
+        account.currency = credit.currency
+    return Outcome(balance=_balance(account, credit.account, credit.ts, credit.transfer_id))
+
+
+# --- stage 4: the life cycle -------------------------------------------------------------
+
+
+def _capture_refusal(command: Capture, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
+    authorization = account.authorizations.get(command.auth_id)
+    if authorization is None:
+        return UNKNOWN_AUTHORIZATION
+    if authorization[STATE] != OPEN:
+        return AUTHORIZATION_CLOSED
+    if command.amount > authorization[HELD]:
+        return CAPTURE_EXCEEDS_HOLD
+    return None
+
+
+def _void_refusal(command: Void, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
+    authorization = account.authorizations.get(command.auth_id)
+    if authorization is None:
+        return UNKNOWN_AUTHORIZATION
+    if authorization[STATE] != OPEN:
+        return AUTHORIZATION_CLOSED
+    return None
+
+
+def _refund_refusal(command: Refund, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
+    authorization = account.authorizations.get(command.auth_id)
+    if authorization is None:
+        return UNKNOWN_AUTHORIZATION
+    if authorization[STATE] != CAPTURED:
+        return AUTHORIZATION_NOT_CAPTURED
+    if authorization[REFUNDED] + command.amount > authorization[CAPTURED_AMOUNT]:
+        return REFUND_EXCEEDS_CAPTURED
+    return None
+
+
+def _transfer_refusal(command: Transfer, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
+    if command.to_account == command.account:
+        return TRANSFER_TO_SELF
+    recipient = customers.get(command.to_account)
+    refusal = recipient_refusal(recipient, rules.customer)
+    if refusal is None and recipient is not None and recipient.currency != command.currency:
+        refusal = CURRENCY_MISMATCH
+    return refusal
+
+
+_LIFE_CYCLE_CHECKS: Final[dict[type, Callable[..., str | None]]] = {
+    Capture: _capture_refusal,
+    Void: _void_refusal,
+    Refund: _refund_refusal,
+    Transfer: _transfer_refusal,
+}
+
+
+# --- stages 5 and 6: limits, funds and review ---------------------------------------------
+
+
+def _limit_breaches(
+    amount: int, ts: int, account: AccountState, customer: CustomerStatus | None, rules: RuleSettings
+) -> list[str]:
+    """Every limit or funds rule a debit breaks, in the contract's order."""
+    breaches = []
+    if exceeds_single_limit(amount, customer, rules.single_limit):
+        breaches.append(SINGLE_LIMIT_EXCEEDED)
+    if exceeds_daily_limit(amount, ts, account, customer, rules.daily_limit):
+        breaches.append(DAILY_LIMIT_EXCEEDED)
+    if exceeds_funds(amount, account, rules.funds):
+        breaches.append(INSUFFICIENT_FUNDS)
+    return breaches
+
+
+def _authorize(
+    command: Authorize, account: AccountState, customer: CustomerStatus | None, rules: RuleSettings, source: SourcePosition
+) -> Outcome:
+    """Stages 5–7 for an authorization, with its window bookkeeping (the windows hold earlier card uses only)."""
+    ts = command.ts
+    breaches = _limit_breaches(command.amount, ts, account, customer, rules)
+    if breaches:
+        record_card_use(account, command.country, ts, rules.velocity.window_ms)
+        return Outcome(_decision(command, account, source, "declined", breaches))
+    alerts = [
+        alert
+        for alert in (velocity_alert(command, account, rules.velocity), travel_alert(command, account, rules.impossible_travel))
+        if alert is not None
+    ]
+    record_card_use(account, command.country, ts, rules.velocity.window_ms)
+    if alerts:
+        return Outcome(
+            _decision(command, account, source, "review", [alert.rule for alert in alerts]),
+            alerts=tuple(_fraud_alert(command, alert) for alert in alerts),
+        )
+    record_debit(account, ts, command.amount, rules.daily_limit.window_ms)
+    return _EFFECTS[Authorize](command, account, source)
+
+
+# --- effects of an approved command ---------------------------------------------------------
+
+
+def _deposit(command: Deposit, account: AccountState, source: SourcePosition) -> Outcome:
+    account.posted += command.amount
+    return _money_moved(command, account, source, (_ledger_entry(command, command.account, "credit"),), completed=True)
+
+
+def _hold(command: Authorize, account: AccountState, source: SourcePosition) -> Outcome:
+    account.held += command.amount
+    account.authorizations[command.payment_id] = [command.amount, OPEN, 0, 0]
+    return _money_moved(command, account, source, (), completed=False)
+
+
+def _capture(command: Capture, account: AccountState, source: SourcePosition) -> Outcome:
+    authorization = account.authorizations[command.auth_id]
+    account.held -= authorization[HELD]  # the rest of the hold is released
+    account.posted -= command.amount
+    authorization[STATE] = CAPTURED
+    authorization[CAPTURED_AMOUNT] = command.amount
+    return _money_moved(command, account, source, (_ledger_entry(command, command.account, "debit"),), completed=True)
+
+
+def _void(command: Void, account: AccountState, source: SourcePosition) -> Outcome:
+    authorization = account.authorizations[command.auth_id]
+    account.held -= authorization[HELD]
+    authorization[STATE] = VOIDED
+    return _money_moved(command, account, source, (), completed=False)
+
+
+def _refund(command: Refund, account: AccountState, source: SourcePosition) -> Outcome:
+    account.posted += command.amount
+    account.authorizations[command.auth_id][REFUNDED] += command.amount
+    return _money_moved(command, account, source, (_ledger_entry(command, command.account, "credit"),), completed=True)
+
+
+def _transfer(command: Transfer, account: AccountState, source: SourcePosition) -> Outcome:
+    account.posted -= command.amount
+    outcome = _money_moved(
+        command,
+        account,
+        source,
+        (_ledger_entry(command, command.account, "debit"), _ledger_entry(command, command.to_account, "credit")),
+        completed=True,
+    )
+    outcome.credit = Credit(
+        transfer_id=command.payment_id,
+        account=command.to_account,
+        from_account=command.account,
+        amount=command.amount,
+        currency=command.currency,
+        ts=command.ts,
+    )
+    return outcome
+
+
+_EFFECTS: Final[dict[type, Callable[..., Outcome]]] = {
+    Deposit: _deposit,
+    Authorize: _hold,
+    Capture: _capture,
+    Void: _void,
+    Refund: _refund,
+    Transfer: _transfer,
+}
+
+
+# --- the records -----------------------------------------------------------------------------
+
+
+def _money_moved(
+    command: Command, account: AccountState, source: SourcePosition, ledger: tuple[LedgerEntry, ...], completed: bool
+) -> Outcome:
+    """The outcome of an approved command: decision, ledger, the new balance and maybe the completed fact."""
+    account.currency = command.currency  # = the customer's currency (checked at stage 3)
+    if account.held < 0:
+        raise BrokenLedger(f"account {command.account}: held {account.held} < 0 after {command.payment_id}")
+    fact = None
+    if completed:
+        fact = PaymentCompleted(
+            payment_id=command.payment_id,
+            account=command.account,
+            type=TYPE_NAMES[type(command)],
+            amount=command.amount,
+            currency=command.currency,
+            ts=command.ts,
+        )
+    return Outcome(
+        _decision(command, account, source, "approved", []),
+        ledger=ledger,
+        balance=_balance(account, command.account, command.ts, command.payment_id),
+        completed=fact,
+    )
+
+
+def _decision(command: Command, account: AccountState, source: SourcePosition, decision: str, reasons: list[str]) -> PaymentDecision:
+    return PaymentDecision(
+        payment_id=command.payment_id,
+        account=command.account,
+        type=TYPE_NAMES[type(command)],
+        amount=command.amount,
+        currency=command.currency,
+        ts=command.ts,
+        decision=decision,  # type: ignore[arg-type]
+        reasons=reasons,
+        source=source,
+        seq=account.seq,
+    )
+
+
+def _balance(account: AccountState, account_id: str, ts: int, cause: str) -> Balance:
+    return Balance(
+        account=account_id,
+        currency=account.currency,
+        posted=account.posted,
+        held=account.held,
+        available=account.posted - account.held,
+        ts=ts,
+        seq=account.seq,
+        cause=cause,
+    )
+
+
+def _ledger_entry(command: Command, account_id: str, direction: str) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=f"{command.payment_id}:{direction}",
+        payment_id=command.payment_id,
+        account=account_id,
+        direction=direction,  # type: ignore[arg-type]
+        amount=command.amount,
+        currency=command.currency,
+        ts=command.ts,
+    )
+
+
+def _fraud_alert(command: Authorize, alert: Alert) -> FraudAlert:
+    return FraudAlert(
+        alert_id=f"{command.payment_id}:{alert.rule}",
+        payment_id=command.payment_id,
+        account=command.account,
+        rule=alert.rule,
+        score=alert.score,
+        evidence=alert.evidence,
+    )
