@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from paystream.clients import producer_config
@@ -50,7 +50,11 @@ def create_topics(settings: Settings, topics: BenchTopics, partitions: int = PAR
         NewTopic(topics.balances, partitions, 1, config={"cleanup.policy": "compact"}),
     ]
     for future in admin.create_topics(new, request_timeout=30).values():
-        future.result()
+        try:
+            future.result()
+        except KafkaException as error:  # the paystream hook may have created them already
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
     names = [topics.payments, topics.decisions, topics.balances]
     deadline = time.monotonic() + LEADER_WAIT_S
     while True:

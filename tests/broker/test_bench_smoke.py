@@ -1,0 +1,65 @@
+"""`paystream bench` end to end on the real broker, small: the raw loop (and paystream once its
+simple-variant flow exists) decides every payment exactly once, and the results are written."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.harness import BenchPlan, run_bench
+from bench.peers import PAYSTREAM_FLOW, REPO
+from bench.report import plot, table, write_json
+from bench.workload import admin_client
+from paystream.settings import load
+
+PAYMENTS = 10_000
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
+
+
+def _systems() -> list[str]:
+    paystream_built = (REPO / "flows" / f"{PAYSTREAM_FLOW}.py").exists()
+    return ["raw-eos", "paystream"] if paystream_built else ["raw-eos"]
+
+
+def _run_topics_left(settings: Any, run_id: str, wait_s: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = [name for name in admin_client(settings).list_topics(timeout=10).topics if run_id in name]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def test_bench_smoke_every_payment_has_exactly_one_decision_and_results_are_written(kafka_cluster: Any, tmp_path: Path) -> None:
+    settings = load(environ={}, kafka={"bootstrap_servers": kafka_cluster.bootstrap_servers})
+    plan = BenchPlan(payments=PAYMENTS, accounts=1_000, systems=_systems(), commit_ms=[1000], latency_s=2.0)
+
+    results = run_bench(settings, plan, say=lambda _line: None)
+    path = write_json(results, tmp_path)
+    picture = plot(results, tmp_path / "latest.png")
+
+    written = json.loads(path.read_text())
+    assert json.loads((tmp_path / "latest.json").read_text()) == written
+    assert written["payments"] == PAYMENTS and written["partitions"] == 12
+    assert [row["system"] for row in written["systems"]] == plan.systems
+    for row in written["systems"]:
+        assert row["status"] == "ok", row["status"]
+        assert row["decisions"] == PAYMENTS
+        assert row["distinct_payments"] == PAYMENTS
+        assert row["duplicates"] == 0 and row["missing"] == 0
+        assert 0 < row["startup_s"] < row["elapsed_s"]
+        assert row["items_per_s"] == pytest.approx(PAYMENTS / row["elapsed_s"])
+        assert 0 < row["cpu_percent"] < 100 * 16
+        assert 10 < row["peak_rss_mib"] < 8_192
+        latency = row["latency"]
+        assert latency["samples"] > 0 and latency["received"] >= latency["sent"] > 0
+        assert 0 <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        assert len(latency["cdf_ms"]) == 102 and latency["cdf_ms"] == sorted(latency["cdf_ms"])
+    assert "raw-eos" in table(written)
+    assert picture.stat().st_size > 10_000
+    assert _run_topics_left(settings, written["run_id"]) == []
