@@ -75,6 +75,10 @@ class Summary:
     malformed: Counter[str] = field(default_factory=Counter)
     scenarios: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
+    # filled by whoever writes the records somewhere (`paystream generate`), not by the generator
+    delivered: int = 0
+    delivery_errors: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
 
     def rows(self) -> list[tuple[str, str, int]]:
         """The summary as `(group, name, count)` rows, for a table."""
@@ -84,6 +88,7 @@ class Summary:
         rows.append(("valid", "re-sent duplicates", self.duplicates))
         rows += [("malformed", name, n) for name, n in sorted(self.malformed.items())]
         rows += [("scenario", name, n) for name, n in sorted(self.scenarios.items())]
+        rows += [("delivery error", name, n) for name, n in sorted(self.delivery_errors.items())]
         return rows
 
 
@@ -185,7 +190,7 @@ class _Run:
         account = _Account(ident, ident.encode(), None, currency, country)
         if rng.random() >= 0.02:  # 2% never get a customer row
             draw = rng.random()
-            kyc = "verified" if draw < 0.94 else "pending" if draw < 0.97 else "rejected"
+            kyc = "verified" if draw < 0.97 else "pending" if draw < 0.985 else "rejected"
             single = rng.choice(_SINGLE_LIMITS)
             account.status = CustomerStatus(
                 v=1, account=ident, kyc=kyc, blocked=rng.random() < 0.02, single_limit=single,
