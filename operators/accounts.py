@@ -4,10 +4,10 @@
 it) and encoded with msgspec msgpack for the changelog. It is `array_like`, so a record carries
 no field names, and its authorizations are small lists, not nested Structs.
 
-Memory stays bounded by event time: remembered `payment_id`s older than the duplicate horizon
-and window entries older than their rule's window (both relative to `newest_ts`, the largest
-`ts` of any command decided on the account) are logically gone at once and physically dropped
-from the front of their (insertion-ordered) containers as they expire.
+Memory stays bounded by event time, relative to `newest_ts` (the largest `ts` of any command
+decided on the account): remembered `payment_id`s older than the duplicate horizon, and window
+entries older than the horizon plus their window, no longer count (see the clarifications in
+docs/RULES.md) and are physically dropped from the front of their insertion-ordered containers.
 
 >>> account = AccountState()
 >>> remember_payment(account, "p1", 1_000, horizon_ms=10)
@@ -41,7 +41,7 @@ REFUNDED: Final = 3
 class AccountState(Struct, array_like=True, gc=False):
     """Everything the rules need to know about one account; see docs/RULES.md, "Per-account state".
 
-    - `currency`: "" until the first money movement sets it.
+    - `currency`: "" until the first approved command or credit sets it, once.
     - `posted`, `held`: minor units; `available = posted - held`.
     - `seq`: events applied or decided so far (decisions and credits).
     - `newest_ts`: the largest `ts` of any command decided on the account (-1: none yet).
@@ -100,23 +100,23 @@ def _forget_payments(ids: dict[str, int], oldest_kept: int) -> None:
             del ids[payment_id]
 
 
-def daily_spend(account: AccountState, ts: int, window_ms: int) -> int:
-    """Approved debits of the daily window ending at `ts`: `newest_ts - window_ms < t <= ts`."""
-    floor = account.newest_ts - window_ms
+def daily_spend(account: AccountState, ts: int, window_ms: int, horizon_ms: int) -> int:
+    """Approved debits of the daily window ending at `ts` (`ts - window_ms < t <= ts`, among the entries kept)."""
+    floor = max(ts, account.newest_ts - horizon_ms) - window_ms
     return sum([amount for t, amount in account.daily if floor < t <= ts])
 
 
-def recent_authorizations(account: AccountState, ts: int, window_ms: int) -> int:
-    """Decided authorizations of the velocity window ending at `ts`: `newest_ts - window_ms < t <= ts`."""
-    floor = account.newest_ts - window_ms
+def recent_authorizations(account: AccountState, ts: int, window_ms: int, horizon_ms: int) -> int:
+    """Decided authorizations of the velocity window ending at `ts` (`ts - window_ms < t <= ts`, among those kept)."""
+    floor = max(ts, account.newest_ts - horizon_ms) - window_ms
     return sum([1 for t in account.auth_times if floor < t <= ts])
 
 
-def record_debit(account: AccountState, ts: int, amount: int, window_ms: int) -> None:
-    """Add an approved debit to the daily window and drop what the window no longer covers."""
+def record_debit(account: AccountState, ts: int, amount: int, window_ms: int, horizon_ms: int) -> None:
+    """Add an approved debit to the daily window; drop, from the front, entries no command within the horizon can count."""
     daily = account.daily
     daily.append((ts, amount))
-    floor = account.newest_ts - window_ms
+    floor = account.newest_ts - horizon_ms - window_ms
     if daily[0][0] <= floor:
         expired = 0
         for t, _ in daily:
@@ -126,11 +126,11 @@ def record_debit(account: AccountState, ts: int, amount: int, window_ms: int) ->
         del daily[:expired]
 
 
-def record_card_use(account: AccountState, country: str, ts: int, window_ms: int) -> None:
-    """Add a decided authorization to the velocity window and make it the last card use."""
+def record_card_use(account: AccountState, country: str, ts: int, window_ms: int, horizon_ms: int) -> None:
+    """Add a decided authorization to the velocity window (dropping what can no longer count) and make it the last card use."""
     times = account.auth_times
     times.append(ts)
-    floor = account.newest_ts - window_ms
+    floor = account.newest_ts - horizon_ms - window_ms
     if times[0] <= floor:
         expired = 0
         for t in times:

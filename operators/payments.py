@@ -144,7 +144,7 @@ def decide(
         breaches = _limit_breaches(command.amount, command.ts, account, customer, rules)
         if breaches:
             return Outcome(_decision(command, account, source, "declined", breaches))
-        record_debit(account, command.ts, command.amount, rules.daily_limit.window_ms)
+        record_debit(account, command.ts, command.amount, rules.daily_limit.window_ms, rules.duplicate.horizon_ms)
     return _EFFECTS[kind](command, account, source)
 
 
@@ -219,7 +219,7 @@ def _limit_breaches(
     breaches = []
     if exceeds_single_limit(amount, customer, rules.single_limit):
         breaches.append(SINGLE_LIMIT_EXCEEDED)
-    if exceeds_daily_limit(amount, ts, account, customer, rules.daily_limit):
+    if exceeds_daily_limit(amount, ts, account, customer, rules.daily_limit, rules.duplicate.horizon_ms):
         breaches.append(DAILY_LIMIT_EXCEEDED)
     if exceeds_funds(amount, account, rules.funds):
         breaches.append(INSUFFICIENT_FUNDS)
@@ -231,22 +231,26 @@ def _authorize(
 ) -> Outcome:
     """Stages 5–7 for an authorization, with its window bookkeeping (the windows hold earlier card uses only)."""
     ts = command.ts
+    horizon_ms = rules.duplicate.horizon_ms
     breaches = _limit_breaches(command.amount, ts, account, customer, rules)
     if breaches:
-        record_card_use(account, command.country, ts, rules.velocity.window_ms)
+        record_card_use(account, command.country, ts, rules.velocity.window_ms, horizon_ms)
         return Outcome(_decision(command, account, source, "declined", breaches))
     alerts = [
         alert
-        for alert in (velocity_alert(command, account, rules.velocity), travel_alert(command, account, rules.impossible_travel))
+        for alert in (
+            velocity_alert(command, account, rules.velocity, horizon_ms),
+            travel_alert(command, account, rules.impossible_travel),
+        )
         if alert is not None
     ]
-    record_card_use(account, command.country, ts, rules.velocity.window_ms)
+    record_card_use(account, command.country, ts, rules.velocity.window_ms, horizon_ms)
     if alerts:
         return Outcome(
             _decision(command, account, source, "review", [alert.rule for alert in alerts]),
             alerts=tuple(_fraud_alert(command, alert) for alert in alerts),
         )
-    record_debit(account, ts, command.amount, rules.daily_limit.window_ms)
+    record_debit(account, ts, command.amount, rules.daily_limit.window_ms, horizon_ms)
     return _EFFECTS[Authorize](command, account, source)
 
 
@@ -323,7 +327,8 @@ def _money_moved(
     command: Command, account: AccountState, source: SourcePosition, ledger: tuple[LedgerEntry, ...], completed: bool
 ) -> Outcome:
     """The outcome of an approved command: decision, ledger, the new balance and maybe the completed fact."""
-    account.currency = command.currency  # = the customer's currency (checked at stage 3)
+    if not account.currency:
+        account.currency = command.currency  # the customer's currency (stage 3); set once
     if account.held < 0:
         raise BrokenLedger(f"account {command.account}: held {account.held} < 0 after {command.payment_id}")
     fact = None

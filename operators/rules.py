@@ -101,12 +101,12 @@ def exceeds_single_limit(amount: int, customer: CustomerStatus | None, settings:
 
 
 def exceeds_daily_limit(
-    amount: int, ts: int, account: AccountState, customer: CustomerStatus | None, settings: DailyLimitRule
+    amount: int, ts: int, account: AccountState, customer: CustomerStatus | None, settings: DailyLimitRule, horizon_ms: int
 ) -> bool:
     """`DailyLimitRule` (`daily_limit_exceeded`): this debit plus the window's approved debits above `daily_limit`."""
     if not settings.enabled or customer is None:
         return False
-    return amount + daily_spend(account, ts, settings.window_ms) > customer.daily_limit
+    return amount + daily_spend(account, ts, settings.window_ms, horizon_ms) > customer.daily_limit
 
 
 def exceeds_funds(amount: int, account: AccountState, settings: FundsRule) -> bool:
@@ -114,11 +114,11 @@ def exceeds_funds(amount: int, account: AccountState, settings: FundsRule) -> bo
     return settings.enabled and amount > account.posted - account.held
 
 
-def velocity_alert(command: Authorize, account: AccountState, settings: VelocityRule) -> Alert | None:
+def velocity_alert(command: Authorize, account: AccountState, settings: VelocityRule, horizon_ms: int) -> Alert | None:
     """`VelocityRule` (`velocity`): the (K+1)-th or later authorization within `window_ms`."""
     if not settings.enabled:
         return None
-    count = 1 + recent_authorizations(account, command.ts, settings.window_ms)
+    count = 1 + recent_authorizations(account, command.ts, settings.window_ms, horizon_ms)
     limit = settings.max_authorizations
     if count <= limit:
         return None
