@@ -16,8 +16,8 @@ import msgspec
 from msgspec import Struct
 
 from paystream.settings import RuleSettings
-from verify.model import ModelOutputs, run_engine_order
-from verify.validation import Command, InputRecord, classify_customer, classify_payment, customer_table
+from verify.model import ModelOutputs, replay_engine_order, split_payments
+from verify.validation import Command, InputRecord, classify_customer, customer_table
 
 # ---------------------------------------------------------------------------------------
 # The output records as this auditor reads them (unknown fields are ignored)
@@ -228,10 +228,9 @@ def audit(snapshot: Snapshot, rules: RuleSettings, distance_km: Callable[[str, s
     completed = _decode_all(snapshot.completed, CompletedSeen, readable)
 
     customers = customer_table([(r.key, r.value) for r in snapshot.customers])
-    verdicts = [classify_payment(r, snapshot.payment_partitions) for r in snapshot.payments]
-    commands = [v for v in verdicts if isinstance(v, Command)]
-    model = run_engine_order(snapshot.payments, customers, rules, distance_km,
-                             credit_order(decisions, balances, commands), snapshot.payment_partitions)
+    commands, invalid = split_payments(snapshot.payments, snapshot.payment_partitions)
+    model = replay_engine_order(commands, invalid, customers, rules, distance_km,
+                                credit_order(decisions, balances, commands))
 
     _check_one_decision(findings["1_one_decision"], decisions, model, commands)
     _check_transfer_pairs(findings["2_transfer_pairs"], decisions, ledger, commands)

@@ -417,6 +417,13 @@ def run_engine_order(payments: Iterable[InputRecord], customers: dict[str, Custo
     the engine never applied are applied at the end, so final balances show the difference.
     """
     commands, invalid = split_payments(payments, partitions)
+    return replay_engine_order(commands, invalid, customers, rules, distance_km, credit_order)
+
+
+def replay_engine_order(commands: list[Command], invalid: list[Invalid], customers: dict[str, Customer],
+                        rules: RuleSettings, distance_km: DistanceKm,
+                        credit_order: dict[str, list[tuple[int, str]]]) -> ModelOutputs:
+    """`run_engine_order` on payments already split by `split_payments`."""
     model = ReferenceModel(rules, customers, distance_km)
     model.out.dead_letters = invalid
     per_account: dict[str, deque[Command]] = {}

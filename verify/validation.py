@@ -12,6 +12,7 @@ verdict then carries `reason=None` and the auditor checks only that the record i
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Final
 
 import msgspec
@@ -119,6 +120,7 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+@lru_cache(maxsize=1 << 16)  # accounts repeat; hashing in Python is the slow part of validation
 def payment_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives `key`: `(murmur2 & 0x7fffffff) % n`."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
