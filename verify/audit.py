@@ -488,3 +488,27 @@ def _compare_balance_records(finding: Finding, balances: list[BalanceSeen], mode
         want = (expected.currency, expected.posted, expected.held, expected.available, expected.ts, expected.cause)
         if got != want:
             finding.violated(f"{balance.account} seq {balance.seq}: engine {got} != model {want}")
+
+
+def cut_at_outputs(snapshot: Snapshot) -> Snapshot:
+    """Only the payments the engine visibly got to: per partition, up to the last input that has a
+    decision or a dead letter. For auditing a running engine (`--follow`), whose later inputs are
+    simply not processed yet; a lost decision before that point is still found."""
+    last: dict[tuple[str, int], int] = {}
+    decoder = msgspec.json.Decoder(DecisionSeen)
+    for record in snapshot.decisions:
+        try:
+            source = decoder.decode(record.value or b"").source
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        key = (source.topic, source.partition)
+        last[key] = max(last.get(key, -1), source.offset)
+    for record in snapshot.dlq:
+        try:
+            key = ((_header(record, "dlq.topic") or b"").decode(), int(_header(record, "dlq.partition") or b""))
+            offset = int(_header(record, "dlq.offset") or b"")
+        except ValueError:
+            continue
+        last[key] = max(last.get(key, -1), offset)
+    payments = [r for r in snapshot.payments if r.offset <= last.get((r.topic, r.partition), -1)]
+    return Snapshot(**{**vars(snapshot), "payments": payments})
