@@ -1,0 +1,123 @@
+"""Bytewax connectors for paystream's tasks: a partitioned source and the transactional sink.
+
+Items are `(task_id, [InboundRecord, ...])`: one item per polled batch, so Bytewax's
+per-item cost is paid per batch, not per payment. One Bytewax partition per task, with the
+same partition names on both sides, so task p's source and sink share one `TaskRuntime`.
+
+The sink runs the domain core in `write_batch` and commits the task's transaction in
+`snapshot()`, the one hook Bytewax calls at each epoch's close (after the epoch's last
+`write_batch`), with or without `-r`. Bytewax's own recovery store is not used: Kafka is the
+truth, and a restart resumes every task from what its last transaction committed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Optional
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from connectors.tasks import TaskRegistry, TaskRuntime, task_ids
+from operators.task import InboundRecord
+from paystream.settings import Settings
+
+TaskBatch = tuple[str, list[InboundRecord]]
+_IDLE = timedelta(milliseconds=5)
+
+
+class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
+    """Reads one task's inputs (`payments` p and credits p) from its committed offsets."""
+
+    def __init__(self, registry: TaskRegistry, task_id: str, max_batch: int) -> None:
+        self._task_id = task_id
+        self._opening = registry.opening(task_id)
+        self._runtime: TaskRuntime | None = None
+        self._max_batch = max_batch
+        self._awake: Optional[datetime] = None
+
+    def next_batch(self) -> list[TaskBatch]:
+        if self._runtime is None:
+            if not self._opening.done():
+                self._awake = datetime.now(timezone.utc) + _IDLE
+                return []
+            self._runtime = self._opening.result()  # re-raises a failed open: the worker stops
+        self._runtime.check()  # re-raises a failed commit: the worker stops
+        records = self._runtime.poll(self._max_batch)
+        if not records:
+            self._awake = datetime.now(timezone.utc) + _IDLE
+            return []
+        self._awake = None
+        return [(self._task_id, records)]
+
+    def next_awake(self) -> Optional[datetime]:
+        return self._awake
+
+    def snapshot(self) -> None:
+        return None  # resume positions live in Kafka, committed with the task's transaction
+
+
+class TaskSource(FixedPartitionedSource[TaskBatch, None]):
+    """One partition per task; every worker can build any task."""
+
+    def __init__(self, settings: Settings, registry: TaskRegistry) -> None:
+        self._settings = settings
+        self._registry = registry
+
+    def list_parts(self) -> list[str]:
+        return task_ids(self._settings)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> TaskSourcePartition:
+        return TaskSourcePartition(self._registry, for_part, self._settings.engine.max_batch)
+
+
+class TaskSinkPartition(StatefulSinkPartition[list[InboundRecord], None]):
+    """Processes one task's batches and commits them at each epoch's close."""
+
+    def __init__(self, runtime: Callable[[], "TaskRuntimeLike"]) -> None:
+        self._runtime_factory = runtime
+        self._runtime: TaskRuntimeLike | None = None
+
+    def _task(self) -> "TaskRuntimeLike":
+        if self._runtime is None:
+            self._runtime = self._runtime_factory()
+        return self._runtime
+
+    def write_batch(self, values: list[list[InboundRecord]]) -> None:
+        task = self._task()
+        for records in values:
+            task.process(records)
+
+    def snapshot(self) -> None:
+        self._task().commit()
+        return None
+
+
+class TaskRuntimeLike:  # the surface the sink needs; `TaskRuntime` and the in-memory task both have it
+    def process(self, records: list[InboundRecord]) -> None: ...
+    def commit(self) -> None: ...
+
+
+class TaskSink(FixedPartitionedSink[list[InboundRecord], None]):
+    """Routes each `(task_id, batch)` to its task's partition."""
+
+    def __init__(self, parts: list[str], runtime_for: Callable[[str], TaskRuntimeLike]) -> None:
+        self._parts = parts
+        self._index = {part: i for i, part in enumerate(sorted(parts))}
+        self._runtime_for = runtime_for
+
+    def list_parts(self) -> list[str]:
+        return self._parts
+
+    def part_fn(self, item_key: str) -> int:
+        # Bytewax indexes this into the sorted global partition list: give the task's own index.
+        return self._index[item_key]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> TaskSinkPartition:
+        return TaskSinkPartition(lambda: self._runtime_for(for_part))
+
+
+def kafka_source_and_sink(settings: Settings) -> tuple[TaskSource, TaskSink]:
+    """The production pair: real Kafka tasks, opened once per process."""
+    registry = TaskRegistry(settings)
+    return TaskSource(settings, registry), TaskSink(task_ids(settings), lambda task: registry.opening(task).result())

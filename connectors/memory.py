@@ -1,0 +1,84 @@
+"""In-memory tasks for dataflow tests: the real flow and the real core, with Kafka's
+transactions replaced by a dictionary that only shows records once their epoch committed.
+
+>>> tasks = MemoryTasks(settings.load(), customers={})  # doctest: +SKIP
+>>> run_main(build_flow(settings, tasks.source_and_sink(batches)))  # doctest: +SKIP
+>>> tasks.committed["payment-decisions"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Mapping
+
+from bytewax.testing import TestingSource
+
+from connectors.bytewax_io import TaskSink
+from connectors.tasks import task_ids
+from operators.accounts import AccountState
+from operators.task import InboundRecord, TaskProcessor
+from paystream.settings import Settings
+from paystream.wire import CustomerStatus
+
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
+class MemoryTask:
+    """One task whose outputs stay pending until `commit`, like a Kafka transaction."""
+
+    def __init__(self, owner: "MemoryTasks", task_id: str) -> None:
+        self.owner = owner
+        self.task_id = task_id
+        self.accounts: dict[str, AccountState] = owner.accounts.setdefault(task_id, {})
+        self.processor = TaskProcessor(owner.settings, owner.customers, self.accounts)
+        self.pending: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]] = []
+        self.pending_offsets: dict[tuple[str, int], int] = {}
+        self.commits = 0
+
+    def process(self, records: list[InboundRecord]) -> None:
+        self.pending.extend(self.processor.process(records))
+        for record in records:
+            self.pending_offsets[(record.topic, record.partition)] = record.offset + 1
+
+    def commit(self) -> None:
+        for topic, key, value, headers in self.pending:
+            self.owner.committed[topic].append((key, value, headers))
+        self.owner.offsets.update(self.pending_offsets)
+        self.pending.clear()
+        self.pending_offsets.clear()
+        self.processor.changed.clear()
+        self.commits += 1
+
+
+class MemoryTasks:
+    """All tasks of one in-memory run; `committed` maps topic → records in commit order."""
+
+    def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus]) -> None:
+        self.settings = settings
+        self.customers = customers
+        self.committed: dict[str, list[Record]] = defaultdict(list)
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.accounts: dict[str, dict[str, AccountState]] = {}
+        self.tasks: dict[str, MemoryTask] = {}
+
+    def task(self, task_id: str) -> MemoryTask:
+        if task_id not in self.tasks:
+            self.tasks[task_id] = MemoryTask(self, task_id)
+        return self.tasks[task_id]
+
+    def source_and_sink(self, batches: list[tuple[str, list[InboundRecord]]]) -> tuple[TestingSource, TaskSink]:
+        """A `TestingSource` of `(task_id, records)` batches and the task sink over these tasks."""
+        return TestingSource(batches), TaskSink(task_ids(self.settings), self.task)
+
+
+def batches_by_task(settings: Settings, records: list[InboundRecord], batch_size: int = 100) -> list[tuple[str, list[InboundRecord]]]:
+    """Group input records into per-task batches, as the Kafka source would (partition p → task p)."""
+    by_task: dict[int, list[InboundRecord]] = defaultdict(list)
+    for record in records:
+        by_task[record.partition].append(record)
+    batches = []
+    for partition, task_records in sorted(by_task.items()):
+        task_id = f"{settings.topics.payments}-{partition}"
+        for start in range(0, len(task_records), batch_size):
+            batches.append((task_id, task_records[start:start + batch_size]))
+    return batches

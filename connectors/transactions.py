@@ -1,0 +1,150 @@
+"""The one place that knows about Kafka transactions (like Kafka Streams' `StreamsProducer`).
+
+A `TaskProducer` belongs to one task (one partition of `payments`). Its `transactional.id`
+is stable per task (`{app_id}-{task_id}`), not per process, so whichever process owns the
+task next fences every zombie of it at `init_transactions`, across restarts and rescaling.
+
+Errors map to one recovery action each (`classify`):
+- `TaskFenced`: another owner took the task; drop it without committing (the process exits).
+- `TaskCommitFailed`: anything else in a commit; the process exits and the restart's
+  `init_transactions` aborts or completes what was left.
+Either way nothing is written twice: the restart resumes from what Kafka committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from paystream import clients, faults, logs
+from paystream.settings import Settings
+
+OutboundRecord = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
+class TaskFenced(RuntimeError):
+    """A newer owner of this task exists; this one must stop without writing."""
+
+
+class TaskCommitFailed(RuntimeError):
+    """A transaction could not be committed; the process must restart the task from Kafka."""
+
+
+_FENCED_CODES = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+
+
+def classify(error: KafkaException | KafkaError, task_id: str, action: str) -> RuntimeError:
+    """Map a Kafka error to the exception that names its recovery action."""
+    kafka_error = error.args[0] if isinstance(error, KafkaException) else error
+    code = kafka_error.code() if isinstance(kafka_error, KafkaError) else None
+    if code in _FENCED_CODES:
+        return TaskFenced(f"task {task_id} was fenced during {action}: {kafka_error}")
+    return TaskCommitFailed(f"task {task_id}: {action} failed: {kafka_error}")
+
+
+def transactional_id(settings: Settings, task_id: str) -> str:
+    """`{app_id}-{task_id}`: stable across restarts, so a new owner fences the old one."""
+    return f"{settings.engine.app_id}-{task_id}"
+
+
+class TaskProducer:
+    """Writes one task's records in transactions: begin lazily, send, commit with offsets."""
+
+    def __init__(self, settings: Settings, task_id: str, group_metadata: Any) -> None:
+        self.task_id = task_id
+        self._group_metadata = group_metadata
+        self._log = logs.get("transactions", task=task_id)
+        self._producer = Producer(
+            clients.producer_config(
+                settings,
+                **{
+                    "transactional.id": transactional_id(settings, task_id),
+                    "transaction.timeout.ms": 30_000,
+                    "client.id": transactional_id(settings, task_id),
+                },
+            )
+        )
+        self._in_transaction = False
+        self._send_error: KafkaError | None = None
+        self.last_offsets: dict[tuple[str, int], int] = {}
+
+    def init(self, timeout: float = 60.0) -> None:
+        """Fence every zombie of this task and abort or complete its dangling transaction."""
+        try:
+            self._producer.init_transactions(timeout)
+        except KafkaException as error:
+            raise classify(error, self.task_id, "init_transactions") from error
+
+    def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            if self._send_error is None:
+                self._send_error = error  # parked; raised on the next send or commit
+            return
+        self.last_offsets[(message.topic(), message.partition())] = message.offset()
+
+    def send(self, records: Iterable[OutboundRecord]) -> None:
+        """Produce records inside the open transaction (opened on first use)."""
+        if self._send_error is not None:
+            raise classify(self._send_error, self.task_id, "send")
+        produce = self._producer.produce
+        try:
+            if not self._in_transaction:
+                self._producer.begin_transaction()
+                self._in_transaction = True
+            for topic, key, value, headers in records:
+                while True:
+                    try:
+                        produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                        break
+                    except BufferError:
+                        self._producer.poll(0.05)  # the local queue is full: let librdkafka drain
+            self._producer.poll(0)
+        except KafkaException as error:
+            raise classify(error, self.task_id, "send") from error
+
+    def send_to_partition(self, topic: str, partition: int, pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Produce (key, value) pairs to one partition (the task's own changelog partition)."""
+        if not self._in_transaction:
+            self.send(())
+        produce = self._producer.produce
+        try:
+            for key, value in pairs:
+                while True:
+                    try:
+                        produce(topic, value, key, partition=partition, on_delivery=self._on_delivery)
+                        break
+                    except BufferError:
+                        self._producer.poll(0.05)
+        except KafkaException as error:
+            raise classify(error, self.task_id, "send") from error
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_transaction
+
+    def commit(self, offsets: list[TopicPartition], timeout: float = 60.0) -> None:
+        """Send the input offsets into the transaction and commit it; raise if anything failed."""
+        try:
+            if not self._in_transaction:
+                self._producer.begin_transaction()
+                self._in_transaction = True
+            if offsets:
+                self._producer.send_offsets_to_transaction(offsets, self._group_metadata, timeout)
+            faults.maybe_die("mid_commit")
+            self._producer.commit_transaction(timeout)
+        except KafkaException as error:
+            raise classify(error, self.task_id, "commit_transaction") from error
+        finally:
+            self._in_transaction = False
+        if self._send_error is not None:  # cannot happen after a successful commit, but never hide it
+            raise classify(self._send_error, self.task_id, "delivery")
+
+    def close_dirty(self) -> None:
+        """Abandon the task without committing (the next owner's init aborts what is open)."""
+        self._in_transaction = False

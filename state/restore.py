@@ -1,0 +1,108 @@
+"""Restoring a task's accounts from its changelog partition (like Kafka's `StoreChangelogReader`).
+
+Reads partition p of the changelog `read_committed` from `start_offset` to its end (the end is
+known by the partition-EOF event, which a `read_committed` fetch reports at the last stable
+offset, so aborted tails and control markers are handled), latest record per account wins.
+Progress and speed (keys/s) go to the log.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Callable
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from operators.accounts import AccountState
+from paystream import clients, logs
+from paystream.settings import Settings
+
+
+class RestoreResult(msgspec.Struct, frozen=True):
+    records: int
+    accounts: int
+    next_offset: int
+    seconds: float
+
+    @property
+    def keys_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+def read_partition_to_end(
+    settings: Settings,
+    topic: str,
+    partition: int,
+    start_offset: int,
+    on_batch: Callable[[list], None],
+    batch_size: int = 10_000,
+) -> int:
+    """Feed every committed record of `topic`/`partition` from `start_offset` to its end to `on_batch`.
+
+    Returns the offset after the last record read (or `start_offset` if none).
+    """
+    consumer = Consumer(
+        clients.consumer_config(settings, f"{settings.engine.app_id}-restore-{uuid.uuid4().hex[:8]}",
+                                **{"enable.partition.eof": True, "fetch.max.bytes": 64 * 1024 * 1024,
+                                   "max.partition.fetch.bytes": 16 * 1024 * 1024})
+    )
+    next_offset = start_offset
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        if high <= max(low, start_offset):
+            return start_offset
+        consumer.assign([TopicPartition(topic, partition, start_offset if start_offset >= 0 else OFFSET_BEGINNING)])
+        while True:
+            messages = consumer.consume(batch_size, timeout=0.05)
+            batch = []
+            done = False
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        done = True
+                        continue
+                    raise KafkaException(error)
+                batch.append(message)
+                next_offset = message.offset() + 1
+            if batch:
+                on_batch(batch)
+            if done:
+                return next_offset
+    finally:
+        consumer.close()
+
+
+def restore_accounts(
+    settings: Settings, task_id: str, partition: int, start_offset: int, accounts: dict[str, AccountState]
+) -> RestoreResult:
+    """Fold the changelog tail from `start_offset` into `accounts` (in place)."""
+    log = logs.get("restore", task=task_id)
+    decode = msgspec.msgpack.Decoder(AccountState).decode
+    started = time.perf_counter()
+    seen = 0
+    last_report = started
+
+    def fold(batch: list) -> None:
+        nonlocal seen, last_report
+        for message in batch:
+            value = message.value()
+            key = message.key().decode()
+            if value is None:
+                accounts.pop(key, None)
+            else:
+                accounts[key] = decode(value)
+        seen += len(batch)
+        now = time.perf_counter()
+        if now - last_report >= 2.0:
+            log.info("restoring", records=seen, keys_per_s=int(seen / (now - started)))
+            last_report = now
+
+    next_offset = read_partition_to_end(settings, settings.changelog_topic, partition, start_offset, fold)
+    seconds = time.perf_counter() - started
+    result = RestoreResult(seen, len(accounts), next_offset, seconds)
+    log.info("restored", records=seen, accounts=len(accounts), from_offset=start_offset,
+             next_offset=next_offset, seconds=round(seconds, 3), keys_per_s=int(result.keys_per_second))
+    return result
