@@ -204,11 +204,11 @@ def test_keys_are_the_account_except_key_mismatch_records(decoded: list[Any]) ->
 
 def test_generation_is_fast() -> None:
     generator = Traffic(5_000, 100_000, seed=3, bad_ratio=0.01)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes on a shared machine do not count
     count = sum(1 for _ in generator)
-    rate = count / (time.perf_counter() - started)
-    # about 150k records/s on an idle core; the bar leaves room for a busy shared machine
-    assert rate > 40_000, rate
+    rate = count / (time.process_time() - started)
+    # about 150k records/s of CPU time measured; the bar leaves room for slower machines
+    assert rate > 60_000, rate
 
 
 def test_simple_payments_are_deterministic_keyed_by_account_with_small_amounts() -> None:
@@ -228,3 +228,17 @@ def test_bad_arguments_are_refused() -> None:
         Traffic(1, 10)
     with pytest.raises(ValueError):
         Traffic(10, 10, bad_ratio=1.5)
+
+
+def test_the_jsonl_file_holds_the_same_records_as_text(tmp_path: Any) -> None:
+    from paystream.cli.generate import write_traffic
+
+    path = tmp_path / "traffic.jsonl"
+    summary = write_traffic(str(path), accounts=50, payments=800, seed=4, bad_ratio=0.05, progress=False)
+    lines = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+    expected = list(Traffic(50, 800, 4, 0.05))
+    assert len(lines) == len(expected) == sum(summary.records.values())
+    for line, (kind, key, value) in zip(lines, expected):
+        assert line["topic"] == kind
+        assert line["key"] == (None if key is None else key.decode())
+        assert line["value"] == (None if value is None else value.decode("utf-8", "replace"))

@@ -102,3 +102,27 @@ def test_generated_traffic_arrives_once_and_keys_land_on_their_murmur2_partition
         assert read == wanted
     for partition, key, _ in customers:
         assert key is not None and partition == (java_murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_undeliverable_records_are_counted_and_make_the_command_fail(make_settings, capsys) -> None:
+    import argparse
+
+    from paystream.cli.generate import handler
+
+    settings = make_settings(partitions=2, kafka={"client": {"message.timeout.ms": "3000"}})
+    missing = _with_payments_topic(settings, f"no-such-topic-{uuid.uuid4().hex[:8]}")
+    summary = produce_traffic(missing, accounts=20, payments=50, seed=1, bad_ratio=0.0, progress=False)
+    assert sum(summary.delivery_errors.values()) == 50
+    assert summary.delivered == summary.records["customers"] > 0
+
+    args = argparse.Namespace(settings=missing, accounts=20, payments=50, seed=1, bad_ratio=0.0, start_ts=None,
+                              simple=False, out=None, no_progress=True)
+    assert handler(args) == 1
+    assert "were not delivered" in capsys.readouterr().err
+
+
+def _with_payments_topic(settings: Settings, topic: str) -> Settings:
+    """The same settings with the payments topic renamed (to one that does not exist)."""
+    import msgspec
+
+    return msgspec.structs.replace(settings, topics=msgspec.structs.replace(settings.topics, payments=topic))
