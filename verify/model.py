@@ -171,8 +171,9 @@ class ReferenceModel:
         """Stage 1: a remembered id (not yet past the horizon) is a re-sent command."""
         seen_ts = state.remembered_ids.get(command.payment_id)
         horizon = self.rules.duplicate.horizon_ms
-        # forgetting ids with ts < max_ts - horizon is monotone in max_ts, so checking lazily here
-        # is the same as purging eagerly after every command
+        # RULES.md clarifications: remembered while ts >= max_ts - horizon, max_ts over the earlier
+        # non-duplicate commands; that is monotone in max_ts, so checking lazily here is the same
+        # as purging eagerly after every command
         if seen_ts is not None and state.max_ts is not None and seen_ts >= state.max_ts - horizon:
             return True
         state.remembered_ids[command.payment_id] = command.ts
@@ -232,7 +233,8 @@ class ReferenceModel:
             failures.append("single_limit_exceeded")
         if self.rules.daily_limit.enabled and customer is not None:
             window = self.rules.daily_limit.window_ms
-            spent = sum(a for t, a in state.daily_debits if command.ts - window < t <= command.ts)
+            floor = self._kept_after(state, window)
+            spent = sum(a for t, a in state.daily_debits if command.ts - window < t <= command.ts and t > floor)
             if command.amount + spent > customer.daily_limit:
                 failures.append("daily_limit_exceeded")
         if self.rules.funds.enabled and command.amount > state.posted - state.held:
@@ -245,7 +247,9 @@ class ReferenceModel:
         alerts = []
         velocity = self.rules.velocity
         if velocity.enabled:
-            count = 1 + sum(1 for t in state.authorization_times if command.ts - velocity.window_ms < t <= command.ts)
+            floor = self._kept_after(state, velocity.window_ms)
+            count = 1 + sum(1 for t in state.authorization_times
+                            if command.ts - velocity.window_ms < t <= command.ts and t > floor)
             if count > velocity.max_authorizations:
                 score = min(100, 50 + 10 * (count - velocity.max_authorizations))
                 evidence: dict[str, int | str] = {
@@ -295,7 +299,7 @@ class ReferenceModel:
             if command.type == "authorize":  # decided past stage 4: counts for velocity and travel
                 state.authorization_times.append(command.ts)
                 state.last_card_use = (command.country or "", command.ts)
-        self._forget_old_window_entries(state, command.ts)
+        self._forget_old_window_entries(state)
         self.out.decisions.append(ExpectedDecision(
             payment_id=command.payment_id, account=command.account, type=command.type, amount=command.amount,
             currency=command.currency, ts=command.ts, decision=outcome, reasons=tuple(reasons),
@@ -305,16 +309,19 @@ class ReferenceModel:
             return self._apply_approved(state, command)
         return None
 
-    def _forget_old_window_entries(self, state: AccountState, ts: int) -> None:
-        """Drop window entries that can no longer count (RULES.md allows it; it changes no result)."""
+    def _kept_after(self, state: AccountState, window_ms: int) -> int:
+        """Window entries at or below this ts are dropped (RULES.md, clarifications: relative to
+        `max_ts`, the current command included, minus the duplicate horizon and the window)."""
+        return (state.max_ts or 0) - self.rules.duplicate.horizon_ms - window_ms
+
+    def _forget_old_window_entries(self, state: AccountState) -> None:
+        """Drop the entries no sum can count any more (the same threshold the sums apply)."""
         if len(state.authorization_times) > 64:
-            newest = max(state.authorization_times)
-            state.authorization_times = [t for t in state.authorization_times
-                                         if t > newest - self.rules.velocity.window_ms]
+            floor = self._kept_after(state, self.rules.velocity.window_ms)
+            state.authorization_times = [t for t in state.authorization_times if t > floor]
         if len(state.daily_debits) > 64:
-            newest = max(t for t, _ in state.daily_debits)
-            state.daily_debits = [(t, a) for t, a in state.daily_debits
-                                  if t > newest - self.rules.daily_limit.window_ms]
+            floor = self._kept_after(state, self.rules.daily_limit.window_ms)
+            state.daily_debits = [(t, a) for t, a in state.daily_debits if t > floor]
 
     def _apply_approved(self, state: AccountState, command: Command) -> OwedCredit | None:
         """The effects table of RULES.md for an approved command."""

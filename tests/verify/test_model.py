@@ -197,3 +197,16 @@ def test_engine_order_places_a_credit_where_the_engine_applied_it() -> None:
     assert out.notes == []
     late = run_engine_order(records, table, SETTINGS.rules, distance_km, {"B": [(2, "t1")]}, 4)
     assert {d.payment_id: d.reasons for d in late.decisions}["b1"] == ("insufficient_funds",)
+
+
+def test_window_entries_beyond_the_horizon_do_not_count_for_a_late_command() -> None:
+    """RULES.md clarification: entries with t <= max_ts - horizon - window are dropped."""
+    settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "velocity": {"max_authorizations": 1}})
+    payments = [command("deposit", "d1", "A", 10_000, T0),
+                command("authorize", "a1", "A", 10, T0, country="DE"),
+                command("authorize", "a2", "A", 10, T0 + 10_000_000, country="DE"),
+                command("authorize", "a3", "A", 10, T0 + 1, country="DE")]  # late: a1 is 1 ms before it
+    out = run(payments, settings=settings)
+    assert outcomes(out)[-1] == ("a3", "approved", ())
+    in_time = run(payments[:2] + payments[3:], settings=settings)
+    assert outcomes(in_time)[-1] == ("a3", "review", ("velocity",))
