@@ -274,7 +274,8 @@ class _Run:
             value = self._anomaly(account, n, room)
         else:
             value = self._everyday(account)
-        if room > 0 and rng.random() < DUPLICATE_RATE:
+        # room is re-counted: a scenario above may have just scheduled follow-ups
+        if self.total - n - 1 - len(self.scheduled) > 0 and rng.random() < DUPLICATE_RATE:
             key = account.key
             self._schedule(n + rng.randrange(1, 200), lambda: self._resend(key, value))
         return account.key, value
@@ -374,7 +375,7 @@ class _Run:
             self.summary.scenarios["transfer_to_self"] += 1
             return self._transfer(account, account, rng.randrange(100, 50_000), account.currency)
         if kind == 10:
-            other = [c for c in self.payees if c != account.currency]
+            other = [c for c, pool in self.payees.items() if c != account.currency and pool]
             if other:
                 self.summary.scenarios["transfer_currency_mismatch"] += 1
                 return self._transfer(account, rng.choice(self.payees[rng.choice(other)]), rng.randrange(100, 50_000), account.currency)

@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from paystream.traffic import MALFORMED_REASONS, Record, Traffic, simple_payments
 from paystream.wire import REASON_CODES, Authorize, Capture, CustomerStatus, Malformed, Refund, Transfer, Void, decode_command, decode_customer
@@ -242,3 +244,14 @@ def test_the_jsonl_file_holds_the_same_records_as_text(tmp_path: Any) -> None:
         assert line["topic"] == kind
         assert line["key"] == (None if key is None else key.decode())
         assert line["value"] == (None if value is None else value.decode("utf-8", "replace"))
+
+
+@given(st.integers(2, 8), st.integers(0, 400), st.integers(0, 2**32), st.sampled_from((0.0, 0.05, 0.5)))
+@settings(max_examples=300, deadline=None)
+@example(5, 200, 56, 0.1)  # once picked a transfer recipient from an empty currency pool
+def test_tiny_and_tight_configurations_still_give_exactly_the_requested_records(accounts: int, payments: int, seed: int, bad_ratio: float) -> None:
+    generator = Traffic(accounts, payments, seed, bad_ratio)
+    records = list(generator)
+    summary = generator.summary
+    assert sum(1 for kind, _, _ in records if kind == "payments") == payments
+    assert sum(summary.commands.values()) + summary.duplicates + sum(summary.malformed.values()) == payments
