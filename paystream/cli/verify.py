@@ -53,8 +53,14 @@ def _report(args: argparse.Namespace, result: Any) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
     if not args.follow:
-        result = _audit_once(args)
+        try:
+            result = _audit_once(args)
+        except KafkaException as error:
+            print(f"paystream verify: cannot read the topics: {error}", file=sys.stderr)
+            return 2
         _report(args, result)
         return 0 if result.ok else 1
 
