@@ -1,0 +1,153 @@
+"""The pure task adapter: raw records in, raw records out, DLQ and routing included."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from operators.task import InboundRecord, TaskProcessor
+from paystream.partitioning import partition_for
+from paystream.settings import Settings, load
+from paystream.wire import Credit
+from tests.operators.builders import customer
+
+PARTITIONS = 12
+
+
+def settings() -> Settings:
+    return load(environ={}, kafka={"partitions": PARTITIONS})
+
+
+def home(account: str) -> int:
+    return partition_for(account.encode(), PARTITIONS)
+
+
+def command_record(offset: int, **body: Any) -> InboundRecord:
+    fields = {"v": 1, "currency": "EUR", "ts": 1_000, **body}
+    account = fields["account"]
+    return InboundRecord("payments", home(account), offset, account.encode(), json.dumps(fields).encode())
+
+
+def processor(**customers: Any) -> TaskProcessor:
+    rows = {name: customer(name) for name in ("A", "B")} | customers
+    return TaskProcessor(settings(), rows, {})
+
+
+def by_topic(out: list[Any]) -> dict[str, list[tuple[bytes | None, Any]]]:
+    topics: dict[str, list[tuple[bytes | None, Any]]] = {}
+    for topic, key, value, headers in out:
+        topics.setdefault(topic, []).append((key, json.loads(value) if topic != "payments-dlq" else (value, dict(headers))))
+    return topics
+
+
+def test_a_transfer_writes_decision_ledger_balance_completed_and_a_credit_for_the_recipient() -> None:
+    task = processor()
+    task.process([command_record(0, type="deposit", payment_id="d1", account="A", amount=1_000)])
+    out = by_topic(task.process([command_record(1, type="transfer", payment_id="t1", account="A", amount=300, to_account="B")]))
+    decision = out["payment-decisions"][0]
+    assert decision[0] == b"A"
+    assert decision[1] | {} == {
+        "v": 1, "payment_id": "t1", "account": "A", "type": "transfer", "amount": 300, "currency": "EUR",
+        "ts": 1_000, "decision": "approved", "reasons": [], "source": {"topic": "payments", "partition": home("A"), "offset": 1},
+        "seq": 2,
+    }
+    assert [(key, entry["entry_id"]) for key, entry in out["ledger"]] == [(b"A", "t1:debit"), (b"B", "t1:credit")]
+    assert [(key, b["posted"], b["cause"]) for key, b in out["balances"]] == [(b"A", 700, "t1")]
+    assert out["payment-completed"][0][0] == b"A"
+    [(credit_key, credit)] = out["paystream-credits"]
+    assert credit_key == b"B" and credit["transfer_id"] == "t1" and credit["amount"] == 300
+    assert task.changed == {"A"}
+    assert task.counts[("decision", "approved")] == 2
+
+
+def test_a_credit_record_updates_the_recipient_balance() -> None:
+    task = processor()
+    credit = msgspec.json.encode(Credit(transfer_id="t1", account="B", from_account="A", amount=300, currency="EUR", ts=5))
+    out = by_topic(task.process([InboundRecord("paystream-credits", home("B"), 0, b"B", credit)]))
+    [(key, balance)] = out["balances"]
+    assert key == b"B" and (balance["posted"], balance["seq"], balance["cause"], balance["ts"]) == (300, 1, "t1", 5)
+    assert task.changed == {"B"} and task.counts[("credit",)] == 1
+
+
+def test_a_malformed_command_goes_to_the_dlq_with_its_original_bytes_and_headers() -> None:
+    task = processor()
+    raw = b'{"v":1,"type":"authorize","payment_id":"p1","account":"A","amount":"ten","currency":"EUR","ts":1,"country":"FR"}'
+    out = task.process([InboundRecord("payments", home("A"), 42, b"A", raw)])
+    [(topic, key, value, headers)] = out
+    assert (topic, key, value) == ("payments-dlq", b"A", raw)
+    assert headers is not None
+    header = dict(headers)
+    assert header["dlq.reason"] == b"wrong_type"
+    assert header["dlq.topic"] == b"payments"
+    assert header["dlq.partition"] == str(home("A")).encode()
+    assert header["dlq.offset"] == b"42"
+    assert b"amount" in header["dlq.error"]
+    assert [name for name, _ in headers] == ["dlq.reason", "dlq.error", "dlq.topic", "dlq.partition", "dlq.offset"]
+    assert task.counts[("dlq", "wrong_type")] == 1 and task.changed == set() and task.accounts == {}
+
+
+def test_a_dead_lettered_value_never_carries_a_full_card_number() -> None:
+    task = processor()
+    raw = b'{"v":1,"type":"authorize","payment_id":"p1","account":"A","amount":-5,"currency":"EUR","ts":1,"country":"FR","pan":"4111111111111111"}'
+    [(topic, key, value, headers)] = task.process([InboundRecord("payments", home("A"), 0, b"A", raw)])
+    assert topic == "payments-dlq" and value is not None
+    assert b"4111111111111111" not in value and b'"pan":"411111******1111"' in value
+    assert value.replace(b"411111******1111", b"4111111111111111") == raw  # everything else byte for byte
+    assert dict(headers or [])["dlq.reason"] == b"non_positive_amount"
+
+
+def test_not_json_and_tombstones_are_dead_lettered() -> None:
+    task = processor()
+    out = task.process([
+        InboundRecord("payments", home("A"), 0, b"A", b"\xff not json"),
+        InboundRecord("payments", home("A"), 1, b"A", None),
+    ])
+    assert [(value, dict(headers or [])["dlq.reason"]) for _, _, value, headers in out] == [(b"\xff not json", b"not_json"), (None, b"empty_value")]
+
+
+def test_a_record_on_the_wrong_partition_is_misrouted() -> None:
+    task = processor()
+    wrong = (home("A") + 1) % PARTITIONS
+    raw = b'{"v":1,"type":"deposit","payment_id":"d1","account":"A","amount":5,"currency":"EUR","ts":1}'
+    out = task.process([InboundRecord("payments", wrong, 3, b"A", raw), InboundRecord("payments", wrong, 4, b"A", raw)])
+    assert [(topic, key, value, dict(headers or [])["dlq.reason"]) for topic, key, value, headers in out] == [
+        ("payments-dlq", b"A", raw, b"misrouted")
+    ] * 2
+    assert task.accounts == {} and task.counts[("dlq", "misrouted")] == 2
+    # the same account on its own partition is decided
+    assert task.process([InboundRecord("payments", home("A"), 5, b"A", raw)])[0][0] == "payment-decisions"
+
+
+def test_a_duplicate_writes_nothing_and_is_counted() -> None:
+    task = processor()
+    record = command_record(0, type="deposit", payment_id="d1", account="A", amount=5)
+    assert task.process([record])
+    task.changed.clear()
+    assert task.process([record._replace(offset=1)]) == []
+    assert task.changed == set() and task.counts[("duplicate",)] == 1
+
+
+def test_declines_reasons_and_alerts_are_counted() -> None:
+    task = processor(A=customer("A", single_limit=10))
+    out = by_topic(task.process([
+        command_record(0, type="authorize", payment_id="a1", account="A", amount=20, country="FR"),
+        command_record(1, type="deposit", payment_id="d1", account="A", amount=100),
+        command_record(2, type="authorize", payment_id="a2", account="A", amount=5, country="FR", ts=1_000),
+        command_record(3, type="authorize", payment_id="a3", account="A", amount=5, country="JP", ts=1_001),
+    ]))
+    assert task.counts[("reason", "single_limit_exceeded")] == 1
+    assert task.counts[("reason", "insufficient_funds")] == 1
+    assert task.counts[("decision", "review")] == 1 and task.counts[("alert", "impossible_travel")] == 1
+    [(key, alert)] = out["fraud-alerts"]
+    assert key == b"A" and alert["alert_id"] == "a3:impossible_travel"
+
+
+def test_the_masked_pan_is_all_that_reaches_the_outputs() -> None:
+    task = processor()
+    out = task.process([
+        command_record(0, type="deposit", payment_id="d1", account="A", amount=100),
+        command_record(1, type="authorize", payment_id="a1", account="A", amount=5, country="FR", pan="4111111111111111"),
+    ])
+    assert all(b"4111111111111111" not in (value or b"") for _, _, value, _ in out)
