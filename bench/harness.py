@@ -182,7 +182,7 @@ def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPl
         received, sent = 0, None
         deadline = time.monotonic() + plan.latency_s + warmup_s + 30 + 3 * spec.commit_ms / 1000
         while sent is None or received < sent:
-            for value in reader.poll(0.05):
+            for value in reader.poll(0.01):
                 now_ms = time.time() * 1000
                 received += 1
                 ts = decision_ts(value)
@@ -232,7 +232,7 @@ def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan
         rate = (row["steady_items_per_s"] or row["items_per_s"]) / 2
         if plan.latency_s > 0:
             say(f"{peer.name} (commit {commit_ms} ms): latency at {rate:,.0f}/s for {plan.latency_s:.0f} s")
-            latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms, workdir)
+            latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms, workdir / "latency")
             row["latency"] = measure_latency(settings, peer, latency_spec, plan, rate, say)
         row["status"] = "ok"
     except (RunnerFailed, subprocess.CalledProcessError) as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,14 +109,9 @@ def _kstreams(threads: int) -> Callable[[RunSpec], Launch]:
 
 
 def _bytewax(spec: RunSpec) -> Launch:
-    recovery = spec.workdir / "bytewax-recovery"
-    recovery.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True,
-                   env={**os.environ, **_python_env()}, stdout=subprocess.DEVNULL)
-    t = spec.topics
-    flow = f"bench.bytewax_runner:build_flow({spec.bootstrap!r}, {t.payments!r}, {t.decisions!r}, {t.balances!r})"
-    return Launch([sys.executable, "-m", "bytewax.run", flow, "-r", str(recovery),
-                   "-s", str(spec.commit_ms / 1000), "-b", "0"], _python_env())
+    spec.workdir.mkdir(parents=True, exist_ok=True)
+    recovery = tempfile.mkdtemp(prefix="bytewax-recovery-", dir=spec.workdir)  # one fresh store per launch
+    return Launch([sys.executable, "-m", "bench.bytewax_runner", *_topic_args(spec), "--recovery-dir", recovery], _python_env())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,8 +153,10 @@ def run_paystream(spec: RunSpec) -> Launch | str:
 
     env = _paystream_env(spec)
     create_topics(load(environ=env))  # public and internal topics, named from the run's prefix and app id
-    return Launch([sys.executable, "-m", "bytewax.run", f"flows.{PAYSTREAM_FLOW}:flow",
-                   "-s", str(spec.commit_ms / 1000)], {**_python_env(), **env})
+    # `bytewax.run -s` takes whole seconds; other intervals reach the flow through its settings
+    epoch = ["-s", str(spec.commit_ms // 1000)] if spec.commit_ms % 1000 == 0 else []
+    return Launch([sys.executable, "-m", "bytewax.run", f"flows.{PAYSTREAM_FLOW}:flow", *epoch],
+                  {**_python_env(), **env})
 
 
 PEERS: dict[str, Peer] = {peer.name: peer for peer in (
