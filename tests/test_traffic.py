@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -202,15 +201,6 @@ def test_keys_are_the_account_except_key_mismatch_records(decoded: list[Any]) ->
     for key, value, command in decoded:
         if not isinstance(command, Malformed):
             assert key == command.account.encode() and key is not None and len(key) == 11 and key.startswith(b"ACC")
-
-
-def test_generation_is_fast() -> None:
-    generator = Traffic(5_000, 100_000, seed=3, bad_ratio=0.01)
-    started = time.process_time()  # CPU time: other processes on a shared machine do not count
-    count = sum(1 for _ in generator)
-    rate = count / (time.process_time() - started)
-    # about 150k records/s of CPU time measured; the bar leaves room for slower machines
-    assert rate > 60_000, rate
 
 
 def test_simple_payments_are_deterministic_keyed_by_account_with_small_amounts() -> None:
