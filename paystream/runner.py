@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -70,8 +70,10 @@ class FlowProcesses:
     """A Bytewax cluster of `processes` local processes running the payment flow."""
 
     def __init__(self, settings: Settings, processes: int = 1, workers_per_process: int = 1,
-                 log_dir: str | Path | None = None, cwd: str | Path | None = None) -> None:
+                 log_dir: str | Path | None = None, cwd: str | Path | None = None,
+                 extra_env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        self.extra_env = dict(extra_env or {})  # e.g. fault points armed for a chaos run
         self.count = processes
         self.workers = workers_per_process
         self.log_dir = Path(log_dir) if log_dir else None
@@ -95,6 +97,7 @@ class FlowProcesses:
         if self.count > 1:
             self._addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(self.count))
         env = settings_environment(self.settings)
+        env.update(self.extra_env)
         for index in range(self.count):
             output: IO[bytes] | int = subprocess.DEVNULL
             if self.log_dir:

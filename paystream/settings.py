@@ -157,6 +157,8 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith("PAYSTREAM_") or name in ("PAYSTREAM_CONFIG", "PAYSTREAM_HOME", "PAYSTREAM_VENV"):
             continue
+        if name.startswith("PAYSTREAM_FAULT_"):  # fault points of chaos runs (paystream/faults.py), not settings
+            continue
         path = name[len("PAYSTREAM_"):].lower().split("__")
         node = tree
         for part in path[:-1]:
