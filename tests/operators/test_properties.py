@@ -15,7 +15,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from operators.accounts import encode_account
 from operators.task import InboundRecord, OutboundRecord, TaskProcessor
-from paystream.settings import load
+from paystream.settings import Settings, load
 from tests.operators.builders import customer
 
 ACCOUNTS = ("A", "B", "C", "E", "Z")  # C is blocked, E pays in USD, Z is unknown
@@ -81,8 +81,8 @@ def run(task: TaskProcessor, records: list[InboundRecord], check: Any = None) ->
     return out
 
 
-def fresh() -> TaskProcessor:
-    return TaskProcessor(SETTINGS, CUSTOMERS, {})
+def fresh(settings: Settings = SETTINGS) -> TaskProcessor:
+    return TaskProcessor(settings, CUSTOMERS, {})
 
 
 def state(task: TaskProcessor) -> dict[str, bytes]:
