@@ -236,10 +236,11 @@ class TaskRuntime:
         meter.commits += 1
         meter.commit_seconds += time.perf_counter() - started
         faults.maybe_die("after_commit")
-        written = self.producer.last_offsets.get((self.settings.changelog_topic, self.partition))
-        if written is not None:
-            self.changelog_end = written + 1
         if snapshot is not None:
+            # only this task writes its changelog partition, so its end now is this commit's end
+            assert self.consumer is not None
+            changelog = TopicPartition(self.settings.changelog_topic, self.partition)
+            self.changelog_end = self.consumer.get_watermark_offsets(changelog, timeout=30, cached=False)[1]
             self.snapshots.save_encoded(snapshot, self.changelog_end)
 
     def _settle(self) -> None:
