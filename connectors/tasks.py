@@ -35,6 +35,17 @@ from state.restore import restore_accounts
 from state.snapshots import SnapshotCache
 
 
+def processor_type(settings: Settings) -> type:
+    """The domain core a task runs: the payment engine, or the benchmark's simple workload."""
+    if settings.engine.workload == "simple":
+        from operators.simple import SimplePaymentsProcessor
+
+        return SimplePaymentsProcessor
+    if settings.engine.workload != "payments":
+        raise ValueError(f"unknown engine.workload {settings.engine.workload!r}: use 'payments' or 'simple'")
+    return TaskProcessor
+
+
 def task_id_of(settings: Settings, partition: int) -> str:
     """Kafka Streams' naming: `{topic}-{partition}` of the command topic."""
     return f"{settings.topics.payments}-{partition}"
@@ -88,6 +99,7 @@ class TaskRuntime:
         self.partition = partition_of_task(task_id)
         self.customers = customers
         self.log = logs.get("task", task=task_id)
+        self.processor_type = processor_type(settings)
         self.accounts: dict[str, AccountState] = {}
         self.inputs = [
             TopicPartition(settings.topics.payments, self.partition),
@@ -127,7 +139,7 @@ class TaskRuntime:
         start = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                  for tp in committed]
         self._restore()  # 3 + 4
-        self.processor = TaskProcessor(settings, self.customers, self.accounts)
+        self.processor = self.processor_type(settings, self.customers, self.accounts)
         self.consumer.assign(start)
         self.opened_in_seconds = time.perf_counter() - started
         meter.start()
@@ -140,13 +152,14 @@ class TaskRuntime:
         assert self.consumer is not None
         _low, committed_end = self.consumer.get_watermark_offsets(changelog, timeout=30)
         start = 0
-        snapshot = self.snapshots.load(committed_end)
+        snapshot = self.snapshots.load(committed_end, self.processor_type.state_type)
         if snapshot is not None:
             self.accounts.update(snapshot.accounts)
             start = snapshot.changelog_offset
             self.log.info("snapshot loaded", accounts=len(self.accounts), changelog_offset=start,
                           kafka_end=committed_end)
-        result = restore_accounts(self.settings, self.task_id, self.partition, start, self.accounts)
+        result = restore_accounts(self.settings, self.task_id, self.partition, start, self.accounts,
+                                  self.processor_type.state_type)
         self.changelog_end = max(start, result.next_offset)
 
     # -- processing ---------------------------------------------------------------------
@@ -274,6 +287,8 @@ class TaskRegistry:
         self._opening: dict[str, Future[TaskRuntime]] = {}
 
     def customers(self) -> Mapping[str, CustomerStatus]:
+        if self._customers is None and self.settings.engine.workload == "simple":
+            self._customers = {}  # the benchmark's workload has no reference data
         if self._customers is None:
             from state.customers import global_table
 

@@ -48,6 +48,8 @@ MISROUTED: Final = "misrouted"
 class TaskProcessor:
     """Decides the commands and applies the credits of one partition, in order."""
 
+    state_type = AccountState  # what the state layer encodes per account (changelog, snapshots)
+
     def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus], accounts: dict[str, AccountState]):
         self.settings = settings
         self.customers = customers

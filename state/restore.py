@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -76,11 +76,12 @@ def read_partition_to_end(
 
 
 def restore_accounts(
-    settings: Settings, task_id: str, partition: int, start_offset: int, accounts: dict[str, AccountState]
+    settings: Settings, task_id: str, partition: int, start_offset: int, accounts: dict[str, Any],
+    state_type: type = AccountState,
 ) -> RestoreResult:
     """Fold the changelog tail from `start_offset` into `accounts` (in place)."""
     log = logs.get("restore", task=task_id)
-    decode = msgspec.msgpack.Decoder(AccountState).decode
+    decode = msgspec.msgpack.Decoder(state_type).decode
     started = time.perf_counter()
     seen = 0
     last_report = started

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -22,7 +23,7 @@ from paystream import logs
 class Snapshot(msgspec.Struct, gc=False):
     task_id: str
     changelog_offset: int
-    accounts: dict[str, AccountState]
+    accounts: dict[str, Any]
 
 
 class _EncodedSnapshot(msgspec.Struct, gc=False):
@@ -32,7 +33,7 @@ class _EncodedSnapshot(msgspec.Struct, gc=False):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Snapshot)
+_header = msgspec.msgpack.Decoder(_EncodedSnapshot)
 
 
 class SnapshotCache:
@@ -80,7 +81,7 @@ class SnapshotCache:
                         seconds=round(time.perf_counter() - started, 3))
         return path
 
-    def load(self, committed_changelog_end: int) -> Snapshot | None:
+    def load(self, committed_changelog_end: int, state_type: type = AccountState) -> Snapshot | None:
         """The newest snapshot at or below Kafka's committed changelog end; newer ones are discarded."""
         for offset, path in reversed(self._files()):
             if offset > committed_changelog_end:
@@ -88,7 +89,9 @@ class SnapshotCache:
                 path.unlink(missing_ok=True)
                 continue
             try:
-                snapshot = _decoder.decode(path.read_bytes())
+                encoded = _header.decode(path.read_bytes())
+                accounts = msgspec.msgpack.decode(encoded.accounts, type=dict[str, state_type])
+                snapshot = Snapshot(encoded.task_id, encoded.changelog_offset, accounts)
             except (OSError, msgspec.DecodeError) as error:
                 self._log.warning("corrupt snapshot discarded", path=path.name, error=str(error))
                 path.unlink(missing_ok=True)
