@@ -230,10 +230,12 @@ def test_idempotency_horizon_eviction() -> None:
     bank.run(deposit("d2", 100, ts=day))
     assert bank.run(deposit("d1", 100, ts=day)).decision is None  # 0 >= day - day: still remembered
     bank.run(deposit("d3", 100, ts=day + 1))
-    assert "d1" not in bank.account("A").payment_ids
     outcome = bank.run(deposit("d1", 100, ts=day + 2))
     assert outcome.decision is not None and outcome.decision.decision == "approved"  # forgotten: a new payment
     assert bank.account("A").posted == 400
+    # and the memory goes too, in a batch once an eighth of the horizon is overdue
+    bank.run(deposit("d4", 100, ts=2 * day + day // 8 + 1))
+    assert set(bank.account("A").payment_ids) == {"d4"}
 
 
 def test_seq_counts_decisions_and_credits() -> None:
