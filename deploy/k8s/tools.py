@@ -1,0 +1,95 @@
+"""The chart's tools: Helm, built once from the Go module proxy into a cache outside the repository.
+
+`helm()` returns the path of a `helm` binary of `HELM_VERSION`, building it with
+`go install helm.sh/helm/v3/cmd/helm@HELM_VERSION` into `$PAYSTREAM_HOME/tools/helm-<version>/bin`
+(default `~/.cache/paystream`) only when it is not there yet. The first build compiles Helm and
+its dependencies (minutes on two cores); every later call is a file check.
+
+    python -m deploy.k8s.tools          # install if missing, print the path
+
+Validation of rendered manifests uses the Kubernetes JSON schemas that the `kubernetes-validate`
+package ships (the `test` extra), so nothing here needs a cluster or the network after install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+HELM_VERSION = "v3.22.0"
+HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
+CHART = Path(__file__).resolve().parent
+
+
+class ToolError(RuntimeError):
+    """A tool could not be found or built; the message says what to install or what failed."""
+
+
+def home() -> Path:
+    """The cache root: `$PAYSTREAM_HOME`, default `~/.cache/paystream` (as deploy/local uses)."""
+    return Path(os.environ.get("PAYSTREAM_HOME") or Path.home() / ".cache" / "paystream").expanduser()
+
+
+def helm_path(root: Path | None = None, version: str = HELM_VERSION) -> Path:
+    """Where the `helm` binary of `version` lives in the cache (it may not exist yet)."""
+    return (root or home()) / "tools" / f"helm-{version}" / "bin" / "helm"
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One build at a time across processes (two pytest sessions may ask at once)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "tools.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def helm(root: Path | None = None, version: str = HELM_VERSION, log: bool = True) -> Path:
+    """The `helm` binary, built with `go install` into the cache the first time it is asked for."""
+    target = helm_path(root, version)
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    go = shutil.which("go")
+    if not go:
+        raise ToolError("`go` not found on PATH: install Go 1.24 or newer to build helm")
+    with _locked(target.parent.parent.parent):
+        if target.is_file():
+            return target  # another process built it while we waited
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # build into a scratch GOBIN and rename, so a half-written binary is never used
+        scratch = Path(tempfile.mkdtemp(prefix="gobin-", dir=target.parent))
+        env = {**os.environ, "GOBIN": str(scratch), "GOFLAGS": "-buildvcs=false", "GOTOOLCHAIN": "local"}
+        started = time.monotonic()
+        if log:
+            print(f"paystream: building helm {version} with go install (first time only; minutes)", file=sys.stderr)
+        try:
+            result = subprocess.run([go, "install", f"{HELM_MODULE}@{version}"], env=env,
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+                raise ToolError(f"go install {HELM_MODULE}@{version} failed:\n{tail}")
+            (scratch / "helm").rename(target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if log:
+            print(f"paystream: helm {version} built in {time.monotonic() - started:.0f} s: {target}", file=sys.stderr)
+    return target
+
+
+if __name__ == "__main__":
+    try:
+        print(helm())
+    except ToolError as error:
+        print(f"paystream: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,466 @@
+"""The Helm chart in deploy/k8s: linted, rendered, validated against Kubernetes' own schemas, its
+wiring checked, and its pods' rendered commands run as local processes against the test broker.
+
+Helm comes from the project's installer (`deploy.k8s.tools.helm()`, built once into
+$PAYSTREAM_HOME); the schemas from the `kubernetes-validate` package (strict: unknown fields
+are errors). No cluster is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgspec
+import pytest
+import yaml
+
+from deploy.k8s import tools
+from paystream import settings as settings_module
+from paystream.settings import Settings
+
+Manifest = dict[str, Any]
+
+CHART = tools.CHART
+RELEASE = "pay"
+NAMESPACE = "payments-prod"
+KUBERNETES = "1.35.0"  # validated against this version's schemas (kubernetes-validate ships them)
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The project's helm; the first call in a fresh $PAYSTREAM_HOME builds it (minutes)."""
+    return tools.helm()
+
+
+def render(helm: Path, tmp_path: Path, values: dict[str, Any] | None = None,
+           extra: list[str] | None = None) -> list[Manifest]:
+    """`helm template` the chart with `values` (a values file) and return its manifests."""
+    command = [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    if values:
+        values_file = tmp_path / f"values-{len(list(tmp_path.glob('values-*')))}.json"
+        values_file.write_text(json.dumps(values))  # JSON is YAML
+        command += ["--values", str(values_file)]
+    result = subprocess.run(command + (extra or []), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def one(manifests: list[Manifest], kind: str, name: str | None = None) -> Manifest:
+    """The single manifest of `kind` (and `name`), not a hook copy."""
+    found = [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)
+             and "helm.sh/hook" not in m["metadata"].get("annotations", {})]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[m['metadata']['name'] for m in found]}"
+    return found[0]
+
+
+def worker(manifests: list[Manifest]) -> dict[str, Any]:
+    return one(manifests, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+
+
+def validate(manifests: list[Manifest]) -> None:
+    """Every manifest against the Kubernetes schemas, unknown fields included."""
+    import kubernetes_validate
+
+    for manifest in manifests:
+        try:
+            kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            raise AssertionError(f"{manifest['kind']} {manifest['metadata']['name']}: {error}") from error
+
+
+def config_map_data(manifests: list[Manifest], name: str) -> dict[str, str]:
+    return dict(one(manifests, "ConfigMap", name).get("data") or {})
+
+
+def secret_data(manifests: list[Manifest], name: str) -> dict[str, str]:
+    data = one(manifests, "Secret", name).get("data") or {}
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def pod_environment(manifests: list[Manifest], ordinal: int) -> dict[str, str]:
+    """The environment Kubernetes would give pod `ordinal`: envFrom first, then env (which wins),
+    with the downward API's metadata.name resolved to the pod's name."""
+    statefulset = one(manifests, "StatefulSet")
+    container = worker(manifests)
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(config_map_data(manifests, source["configMapRef"]["name"]))
+        else:
+            env.update(secret_data(manifests, source["secretRef"]["name"]))
+    for variable in container["env"]:
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+        else:
+            assert variable["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}, variable
+            env[variable["name"]] = f"{statefulset['metadata']['name']}-{ordinal}"
+    return env
+
+
+def argument(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def values_for(settings: Settings, replicas: int) -> dict[str, Any]:
+    """Chart values that point the pods at `settings`' Kafka, topics and app id."""
+    tree = msgspec.to_builtins(settings)
+    del tree["engine"]["snapshot_dir"]  # the chart sets it to the volume
+    return {"replicas": replicas, "config": tree}
+
+
+# ---------------------------------------------------------------------------------------------
+# lint, render, validate
+
+
+def test_helm_lint_is_clean(helm: Path) -> None:
+    for replicas in ("1", "3"):
+        result = subprocess.run([str(helm), "lint", "--strict", str(CHART), "--set", f"replicas={replicas}"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", [
+    None,
+    {"replicas": 3},
+    {"replicas": 3, "kafkaCredentials": {"values": {"sasl.username": "paystream", "sasl.password": "s3cret"}},
+     "config": {"kafka": {"client": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}}},
+     "persistence": {"storageClass": "fast-ssd"}, "topicsJob": {"brokers": 3}},
+    {"replicas": 1, "kafkaCredentials": {"existingSecret": "kafka-users"}, "topicsJob": {"enabled": False},
+     "podDisruptionBudget": {"enabled": False}},
+], ids=["defaults", "3-replicas", "sasl", "existing-secret"])
+def test_every_rendered_manifest_matches_the_kubernetes_schemas(helm: Path, tmp_path: Path,
+                                                                values: dict[str, Any] | None) -> None:
+    manifests = render(helm, tmp_path, values)
+    kinds = sorted(m["kind"] for m in manifests)
+    assert {"StatefulSet", "Service", "ConfigMap"} <= set(kinds)
+    validate(manifests)
+
+
+def test_schema_validation_rejects_an_unknown_field(helm: Path, tmp_path: Path) -> None:
+    """The validation above can fail: a misspelt field in a rendered manifest is an error."""
+    import kubernetes_validate
+
+    statefulset = one(render(helm, tmp_path), "StatefulSet")
+    statefulset["spec"]["podManagmentPolicy"] = "Parallel"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(statefulset, KUBERNETES, strict=True)
+
+
+def test_an_epoch_that_is_not_whole_seconds_is_refused(helm: Path) -> None:
+    result = subprocess.run([str(helm), "template", RELEASE, str(CHART), "--set", "config.engine.epoch_interval_ms=500"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "whole seconds" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# wiring
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3, 5])
+def test_workers_find_each_other_through_the_headless_service(helm: Path, tmp_path: Path, replicas: int) -> None:
+    manifests = render(helm, tmp_path, {"replicas": replicas})
+    statefulset = one(manifests, "StatefulSet")
+    name = statefulset["metadata"]["name"]
+    service = one(manifests, "Service", statefulset["spec"]["serviceName"])
+    assert statefulset["spec"]["replicas"] == replicas
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert statefulset["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+    container = worker(manifests)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == ports
+    addresses = argument(container["args"], "-a").split(";")
+    domain = f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+    assert addresses == [f"{name}-{i}.{domain}:{ports['bytewax']}" for i in range(replicas)]
+
+
+def test_the_process_id_is_the_pod_ordinal(helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytewax's own argument parser, given a pod's rendered command and environment."""
+    from bytewax import run
+
+    manifests = render(helm, tmp_path, {"replicas": 3, "workersPerProcess": 2})
+    container = worker(manifests)
+    assert container["command"] == ["python", "-m", "bytewax.run"]
+    assert "-i" not in container["args"]
+    for ordinal in range(3):
+        env = pod_environment(manifests, ordinal)
+        for key in [k for k in os.environ if k.startswith("BYTEWAX_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            if key.startswith("BYTEWAX_"):
+                monkeypatch.setenv(key, value)
+        monkeypatch.setattr(sys, "argv", ["bytewax.run", *container["args"]])
+        parsed = run._parse_args()
+        assert parsed.process_id == ordinal
+        assert parsed.import_str == "flows.payments:flow"
+        assert parsed.workers_per_process == 2
+        assert parsed.snapshot_interval.total_seconds() == 1
+        assert len(parsed.addresses.split(";")) == 3
+
+
+def test_the_config_map_is_what_paystream_settings_load(helm: Path, tmp_path: Path) -> None:
+    """Every ConfigMap and Secret key is a name settings.load() accepts, and every value arrives."""
+    values = {
+        "config": {
+            "kafka": {"bootstrap_servers": "kafka-0.kafka:9093,kafka-1.kafka:9093", "partitions": 24,
+                      "client": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}},
+            "topics": {"payments": "eu-payments", "dlq": "eu-payments-dlq"},
+            "engine": {"app_id": "paystream-eu", "epoch_interval_ms": 2000, "max_batch": 777},
+            "rules": {"velocity": {"max_authorizations": 9, "window_ms": 120000},
+                      "impossible_travel": {"enabled": False}, "duplicate": {"horizon_ms": 1209600000}},
+            "log_level": "warning",
+        },
+        "kafkaCredentials": {"values": {"sasl.username": "eu-engine", "sasl.password": "p@ss=word;"}},
+        "persistence": {"mountPath": "/data"},
+    }
+    manifests = render(helm, tmp_path, values)
+    environment = pod_environment(manifests, 0)
+    loaded = settings_module.load(environ=environment)
+    expected = settings_module.load(environ={}, **values["config"])
+    expected = msgspec.structs.replace(expected, engine=msgspec.structs.replace(expected.engine, snapshot_dir="/data/snapshots"),
+                                       kafka=msgspec.structs.replace(expected.kafka, client={
+                                           **expected.kafka.client, "sasl.username": "eu-engine", "sasl.password": "p@ss=word;"}))
+    assert loaded == expected
+    assert loaded.rules.duplicate.horizon_ms == 1_209_600_000  # not 1.2096e+09
+    assert argument(worker(manifests)["args"], "-s") == "2"
+    # the snapshot cache is on the claim's volume
+    container = worker(manifests)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    claims = one(manifests, "StatefulSet")["spec"]["volumeClaimTemplates"]
+    assert [c["metadata"]["name"] for c in claims] == ["data"]
+    assert loaded.engine.snapshot_dir.startswith(mounts["data"] + "/")
+
+
+def test_the_chart_defaults_are_paystreams_defaults(helm: Path, tmp_path: Path) -> None:
+    """values.yaml repeats settings.py's defaults; only where the pods differ on purpose may it differ."""
+    loaded = settings_module.load(environ=pod_environment(render(helm, tmp_path), 0))
+    defaults = Settings()
+    assert loaded.rules == defaults.rules
+    assert loaded.topics == defaults.topics
+    assert msgspec.structs.replace(loaded.engine, snapshot_dir=defaults.engine.snapshot_dir) == defaults.engine
+    assert loaded.kafka.partitions == defaults.kafka.partitions
+    assert loaded.kafka.bootstrap_servers == "kafka:9092" and loaded.log_format == "json"
+
+
+def test_a_setting_paystream_does_not_know_stops_the_pod(helm: Path, tmp_path: Path) -> None:
+    manifests = render(helm, tmp_path, {"config": {"rules": {"velocity": {"max_authorisations": 3}}}})
+    with pytest.raises(settings_module.SettingsError, match="max_authorisations"):
+        settings_module.load(environ=pod_environment(manifests, 0))
+
+
+def test_probes_pdb_resources_and_security(helm: Path, tmp_path: Path) -> None:
+    manifests = render(helm, tmp_path, {"replicas": 3})
+    statefulset = one(manifests, "StatefulSet")
+    pod = statefulset["spec"]["template"]["spec"]
+    container = worker(manifests)
+    env = pod_environment(manifests, 0)
+    metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
+    assert env["BYTEWAX_DATAFLOW_API_ENABLED"] == "true"
+    assert int(env["BYTEWAX_DATAFLOW_API_PORT"]) == metrics_port == 3030
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+    pdb = one(manifests, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # the only writable paths: the claim and an emptyDir at /tmp, where HOME and the API cache point
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert {v["name"] for v in pod["volumes"] if "emptyDir" in v} == {mounts["/tmp"]}
+    assert env["HOME"] == env["BYTEWAX_DATAFLOW_API_CACHE_PATH"] == "/tmp"
+
+    annotations = statefulset["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+
+
+def test_a_changed_setting_restarts_the_pods(helm: Path, tmp_path: Path) -> None:
+    """The pod template carries a checksum of the ConfigMap and the Secret."""
+    def annotations(values: dict[str, Any]) -> dict[str, str]:
+        return one(render(helm, tmp_path, values), "StatefulSet")["spec"]["template"]["metadata"]["annotations"]
+
+    base = annotations({})
+    assert annotations({"config": {"rules": {"velocity": {"max_authorizations": 6}}}})["checksum/config"] != base["checksum/config"]
+    assert annotations({"kafkaCredentials": {"values": {"sasl.password": "x"}}})["checksum/credentials"] != base["checksum/credentials"]
+
+
+def test_the_topics_job_is_a_hook_with_the_same_settings(helm: Path, tmp_path: Path) -> None:
+    manifests = render(helm, tmp_path, {"kafkaCredentials": {"values": {"sasl.password": "x"}}, "topicsJob": {"brokers": 3}})
+    hooks = [m for m in manifests if "helm.sh/hook" in m["metadata"].get("annotations", {})]
+    assert sorted(m["kind"] for m in hooks) == ["ConfigMap", "Job", "Secret"]
+    job = next(m for m in hooks if m["kind"] == "Job")
+    weights = {m["kind"]: int(m["metadata"]["annotations"]["helm.sh/hook-weight"]) for m in hooks}
+    assert weights["ConfigMap"] < weights["Job"] and weights["Secret"] < weights["Job"]  # copies exist first
+    assert all(m["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade" for m in hooks)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert [container["command"][0], *container["args"]] == ["paystream", "topics", "create", "--brokers", "3"]
+    hook_config = next(m for m in hooks if m["kind"] == "ConfigMap")
+    assert hook_config["data"] == config_map_data(manifests, f"{one(manifests, 'StatefulSet')['metadata']['name']}-config")
+    hook_secret = next(m for m in hooks if m["kind"] == "Secret")
+    assert hook_secret["data"] == one(manifests, "Secret")["data"]
+    assert {ref.get("configMapRef", ref.get("secretRef"))["name"] for ref in container["envFrom"]} == \
+        {hook_config["metadata"]["name"], hook_secret["metadata"]["name"]}
+
+
+def test_the_dockerfile_builds_the_image_the_chart_expects(helm: Path, tmp_path: Path) -> None:
+    """No Docker engine here: the Dockerfile is read, not built (see deploy/k8s/README.md)."""
+    lines = [line.strip() for line in (CHART / "Dockerfile").read_text().splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    assert [line for line in lines if line.startswith("FROM")][-1] == "FROM python:3.11-slim"
+    user = next(line for line in reversed(lines) if line.startswith("USER")).split()[1]
+    pod_security = one(render(helm, tmp_path), "StatefulSet")["spec"]["template"]["spec"]["securityContext"]
+    assert user == f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}"
+    assert any("pip wheel" in line and line.endswith(" .") for line in lines)  # the project, from pyproject.toml
+    assert 'ENTRYPOINT ["python", "-m", "bytewax.run"]' in lines
+
+
+# ---------------------------------------------------------------------------------------------
+# the pods, run as local processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Pods:
+    """The rendered StatefulSet's pods as local processes (the shape wait_until_caught_up watches)."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def alive(self) -> list[bool]:
+        return [p.poll() is None for p in self.procs]
+
+    def returncodes(self) -> list[int | None]:
+        return [p.poll() for p in self.procs]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def pods() -> Iterator[Pods]:
+    running = Pods()
+    yield running
+    running.stop()
+
+
+def local_pod(manifests: list[Manifest], ordinal: int, local_addresses: list[str], metrics_port: int,
+              root: Path) -> tuple[list[str], dict[str, str]]:
+    """Pod `ordinal`'s command and environment with the cluster's names swapped for this machine's:
+    pod DNS names -> 127.0.0.1:<free port>, the metrics port -> a free port (all pods share one
+    host here), /tmp and the claim's mount -> directories under `root`, `python` -> this Python."""
+    container = worker(manifests)
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "data")
+    data, tmp = root / f"pod-{ordinal}" / "data", root / f"pod-{ordinal}" / "tmp"
+    data.mkdir(parents=True)
+    tmp.mkdir(parents=True)
+    args = list(container["args"])
+    args[args.index("-a") + 1] = ";".join(local_addresses)
+    command = [sys.executable, *container["command"][1:], *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYSTREAM_", "BYTEWAX_"))}
+    for name, value in pod_environment(manifests, ordinal).items():
+        if value == "/tmp":
+            value = str(tmp)
+        elif value.startswith(mount + "/"):
+            value = str(data) + value[len(mount):]
+        env[name] = value
+    env["BYTEWAX_DATAFLOW_API_PORT"] = str(metrics_port)
+    return command, env
+
+
+def metrics_answer(port: int, path: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status == 200 and b"# TYPE" in response.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(900)
+def test_the_rendered_pods_run_the_flow_exactly_once(helm: Path, make_settings: Any, tmp_path: Path, pods: Pods) -> None:
+    """Two "pods" started from the rendered StatefulSet process generated traffic on the real broker;
+    the audit of every output topic passes. The topics Job's command runs first, as the hook would."""
+    from paystream.cli.generate import produce_traffic
+    from paystream.geo import distance_km
+    from paystream.runner import wait_until_caught_up
+    from verify.audit import audit
+    from verify.readback import read_snapshot
+
+    settings = make_settings(partitions=4)
+    manifests = render(helm, tmp_path, values_for(settings, replicas=2))
+    validate(manifests)
+    workdir = tmp_path / "workdir"  # like the image: an empty working directory
+    workdir.mkdir()
+
+    # the pre-install hook: `paystream topics create` with the hook ConfigMap's environment
+    job = next(m for m in manifests if m["kind"] == "Job")
+    job_container = job["spec"]["template"]["spec"]["containers"][0]
+    job_env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSTREAM_")}
+    hook_config = next(m for m in manifests if m["kind"] == "ConfigMap"
+                       and m["metadata"]["name"] == job_container["envFrom"][0]["configMapRef"]["name"])
+    job_env.update(hook_config["data"])
+    paystream_cli = Path(sys.executable).with_name("paystream")
+    created = subprocess.run([str(paystream_cli), *job_container["args"]], env=job_env, cwd=workdir,
+                             capture_output=True, text=True, timeout=120)
+    assert created.returncode == 0, created.stderr
+    assert settings.topics.payments in created.stdout
+
+    summary = produce_traffic(settings, accounts=300, payments=3_000, seed=11, bad_ratio=0.02, progress=False)
+    assert not summary.delivery_errors
+    payments = summary.records["payments"]
+
+    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    metrics_ports = [_free_port() for _ in range(2)]
+    for ordinal in range(2):
+        command, env = local_pod(manifests, ordinal, addresses, metrics_ports[ordinal], tmp_path)
+        expected = msgspec.structs.replace(settings, engine=msgspec.structs.replace(
+            settings.engine, snapshot_dir=str(tmp_path / f"pod-{ordinal}" / "data" / "snapshots")))
+        assert settings_module.load(environ=env) == expected  # the ConfigMap carried every setting
+        log = open(tmp_path / f"pod-{ordinal}.log", "wb")
+        pods.procs.append(subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True))
+
+    # what the probes ask, on each pod's own metrics port
+    probe_path = worker(manifests)["readinessProbe"]["httpGet"]["path"]
+    deadline = time.monotonic() + 120
+    while not all(metrics_answer(port, probe_path) for port in metrics_ports):
+        assert all(pods.alive()), f"a pod exited: {pods.returncodes()}; see {tmp_path}/pod-*.log"
+        assert time.monotonic() < deadline, "the probe endpoint never answered"
+        time.sleep(0.5)
+
+    wait_until_caught_up(settings, payments, timeout=600, procs=pods, progress=False)  # type: ignore[arg-type]
+    pods.stop()
+
+    result = audit(read_snapshot(settings), settings.rules, distance_km)
+    assert result.ok, result
