@@ -84,7 +84,9 @@ def log_tail(log: Path, lines: int = 15) -> str:
 
 def check_alive(process: subprocess.Popen[bytes], log: Path) -> None:
     if process.poll() is not None:
-        raise RunnerFailed(f"exited with {process.returncode}:\n{log_tail(log)}")
+        tail = log_tail(log)
+        last = next((line for line in reversed(tail.splitlines()) if "Error" in line or "Exception" in line), "")
+        raise RunnerFailed(f"exited with {process.returncode}: {last[:300]}\n{tail}")
 
 
 def finish_timeout(payments: int) -> float:
@@ -232,12 +234,14 @@ def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan
         rate = (row["steady_items_per_s"] or row["items_per_s"]) / 2
         if plan.latency_s > 0:
             say(f"{peer.name} (commit {commit_ms} ms): latency at {rate:,.0f}/s for {plan.latency_s:.0f} s")
+            (workdir / "latency").mkdir()
             latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms, workdir / "latency")
             row["latency"] = measure_latency(settings, peer, latency_spec, plan, rate, say)
         row["status"] = "ok"
-    except (RunnerFailed, subprocess.CalledProcessError) as error:
-        say(f"{peer.name}: failed: {error}")
-        row["status"] = f"failed: {str(error).splitlines()[0]}"
+    except Exception as error:  # one system failing must not lose the others' figures
+        say(f"{peer.name}: failed: {error!r}" if not isinstance(error, RunnerFailed) else f"{peer.name}: failed: {error}")
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        row["status"] = f"failed: {first_line}"
     finally:
         try:
             delete_run_topics(settings, f"{run_id}-{tag}-")

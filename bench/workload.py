@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from paystream.clients import producer_config
@@ -64,10 +64,31 @@ def create_topics(settings: Settings, topics: BenchTopics, partitions: int = PAR
             and all(p.leader >= 0 and p.error is None for p in listed[name].partitions.values())
             for name in names
         ):
-            return
+            break
         if time.monotonic() > deadline:
             raise RuntimeError(f"no leaders after {LEADER_WAIT_S:.0f} s for {names}")
         time.sleep(0.1)
+    wait_for_offsets(settings, names, partitions, deadline)
+
+
+def wait_for_offsets(settings: Settings, names: list[str], partitions: int, deadline: float) -> None:
+    """Wait until every partition answers an offset query: metadata names a leader a moment before
+    the leader serves (NOT_LEADER_FOR_PARTITION), and a system started then may fail on it."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.client,
+                         "group.id": "bench-offsets-probe"})
+    try:
+        for name in names:
+            for partition in range(partitions):
+                while True:
+                    try:
+                        consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=5)
+                        break
+                    except KafkaException:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+    finally:
+        consumer.close()
 
 
 def delete_run_topics(settings: Settings, run_id: str) -> list[str]:
