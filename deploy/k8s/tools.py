@@ -26,6 +26,10 @@ from typing import Iterator
 
 HELM_VERSION = "v3.22.0"
 HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
+# Kubernetes version of Helm's client-go (v0.37 -> 1.37): Helm's Makefile stamps it into the binary
+# as the default `.Capabilities.KubeVersion` of `helm template`/`lint`; a plain `go install` would
+# leave v1.20 there and a chart's kubeVersion constraint would fail offline.
+HELM_KUBERNETES = ("1", "37")
 CHART = Path(__file__).resolve().parent
 
 
@@ -55,6 +59,18 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _ldflags(version: str) -> str:
+    """The `-X` stamps of Helm's own release build: its version and its default Kubernetes version."""
+    major, minor = HELM_KUBERNETES
+    stamps = {"helm.sh/helm/v3/internal/version.version": version,
+              "helm.sh/helm/v3/internal/version.gitTreeState": "clean",
+              "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor": major,
+              "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor": minor,
+              "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor": major,
+              "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor": minor}
+    return " ".join(["-s", "-w", *(f"-X {name}={value}" for name, value in stamps.items())])
+
+
 def helm(root: Path | None = None, version: str = HELM_VERSION, log: bool = True) -> Path:
     """The `helm` binary, built with `go install` into the cache the first time it is asked for."""
     target = helm_path(root, version)
@@ -74,7 +90,7 @@ def helm(root: Path | None = None, version: str = HELM_VERSION, log: bool = True
         if log:
             print(f"paystream: building helm {version} with go install (first time only; minutes)", file=sys.stderr)
         try:
-            result = subprocess.run([go, "install", f"{HELM_MODULE}@{version}"], env=env,
+            result = subprocess.run([go, "install", "-ldflags", _ldflags(version), f"{HELM_MODULE}@{version}"], env=env,
                                     capture_output=True, text=True)
             if result.returncode != 0:
                 tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
