@@ -43,6 +43,7 @@ class InboundRecord(NamedTuple):
 OutboundRecord = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 MISROUTED: Final = "misrouted"
+_DECISION_COUNTS: Final = {decision: ("decision", decision) for decision in ("approved", "declined", "review")}
 
 
 class TaskProcessor:
@@ -57,7 +58,13 @@ class TaskProcessor:
         self.changed: set[str] = set()
         self.counts: Counter[tuple[str, ...]] = Counter()
         self._rules = settings.rules
-        self._payments = settings.topics.payments
+        topics = settings.topics
+        self._payments = topics.payments
+        self._decisions = topics.decisions
+        self._ledger = topics.ledger
+        self._balances = topics.balances
+        self._alerts = topics.alerts
+        self._completed = topics.completed
         self._credits = settings.credits_topic
         self._partitions = settings.kafka.partitions
         self._home_partition: dict[str, int] = {}  # account → the partition its key hashes to
@@ -108,21 +115,20 @@ class TaskProcessor:
             counts[("duplicate",)] += 1
             return
         self.changed.add(account_id)
-        topics = self.settings.topics
         key = record.key
-        out.append((topics.decisions, key, encode(decision), None))
-        counts[("decision", decision.decision)] += 1
+        out.append((self._decisions, key, encode(decision), None))
+        counts[_DECISION_COUNTS[decision.decision]] += 1
         for reason in decision.reasons:
             counts[("reason", reason)] += 1
         for entry in outcome.ledger:
-            out.append((topics.ledger, key if entry.account == account_id else entry.account.encode(), encode(entry), None))
+            out.append((self._ledger, key if entry.account == account_id else entry.account.encode(), encode(entry), None))
         if outcome.balance is not None:
-            out.append((topics.balances, key, encode(outcome.balance), None))
+            out.append((self._balances, key, encode(outcome.balance), None))
         for alert in outcome.alerts:
-            out.append((topics.alerts, key, encode(alert), None))
+            out.append((self._alerts, key, encode(alert), None))
             counts[("alert", alert.rule)] += 1
         if outcome.completed is not None:
-            out.append((topics.completed, key, encode(outcome.completed), None))
+            out.append((self._completed, key, encode(outcome.completed), None))
         credit = outcome.credit
         if credit is not None:
             out.append((self._credits, credit.account.encode(), encode(credit), None))
@@ -138,7 +144,7 @@ class TaskProcessor:
         outcome = apply_credit(credit, account)
         self.changed.add(credit.account)
         self.counts[("credit",)] += 1
-        out.append((self.settings.topics.balances, credit.account.encode(), encode(outcome.balance), None))
+        out.append((self._balances, credit.account.encode(), encode(outcome.balance), None))
 
     def _dead_letter(self, record: InboundRecord, reason: str, error: str, out: list[OutboundRecord]) -> None:
         """The original key and (PAN-redacted) value to `payments-dlq`, with Kafka Connect's dead-letter headers."""
