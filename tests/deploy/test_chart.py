@@ -375,10 +375,12 @@ class Pods:
 
 
 @pytest.fixture
-def pods() -> Iterator[Pods]:
-    running = Pods()
-    yield running
-    running.stop()
+def clusters() -> Iterator[list[Pods]]:
+    """Every local cluster a test starts; all stopped when it ends."""
+    started: list[Pods] = []
+    yield started
+    for pods in started:
+        pods.stop()
 
 
 def local_pod(manifests: list[Manifest], ordinal: int, local_addresses: list[str], metrics_port: int,
@@ -389,8 +391,8 @@ def local_pod(manifests: list[Manifest], ordinal: int, local_addresses: list[str
     container = worker(manifests)
     mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "data")
     data, tmp = root / f"pod-{ordinal}" / "data", root / f"pod-{ordinal}" / "tmp"
-    data.mkdir(parents=True)
-    tmp.mkdir(parents=True)
+    data.mkdir(parents=True, exist_ok=True)  # a pod keeps its claim across restarts
+    tmp.mkdir(parents=True, exist_ok=True)
     args = list(container["args"])
     args[args.index("-a") + 1] = ";".join(local_addresses)
     command = [sys.executable, *container["command"][1:], *args]
@@ -426,15 +428,56 @@ def metrics_answer(port: int, path: str) -> bool:
         return False
 
 
+def launch(manifests: list[Manifest], settings: Settings, root: Path, workdir: Path, run: str) -> Pods:
+    """Start every pod of the rendered StatefulSet as a local process; return once each answers
+    its probe path (logs in root/<run>-pod-<i>.log)."""
+    replicas = one(manifests, "StatefulSet")["spec"]["replicas"]
+    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(replicas)]
+    metrics_ports = [_free_port() for _ in range(replicas)]
+    pods = Pods()
+    for ordinal in range(replicas):
+        command, env = local_pod(manifests, ordinal, addresses, metrics_ports[ordinal], root)
+        expected = msgspec.structs.replace(settings, engine=msgspec.structs.replace(
+            settings.engine, snapshot_dir=str(root / f"pod-{ordinal}" / "data" / "snapshots")))
+        assert settings_module.load(environ=env) == expected  # the ConfigMap carried every setting
+        with open(root / f"{run}-pod-{ordinal}.log", "wb") as log:
+            pods.procs.append(subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True))
+    # what the probes ask, on each pod's own metrics port
+    probe_path = worker(manifests)["readinessProbe"]["httpGet"]["path"]
+    deadline = time.monotonic() + 120
+    while not all(metrics_answer(port, probe_path) for port in metrics_ports):
+        assert all(pods.alive()), f"a pod exited: {pods.returncodes()}; see {root}/{run}-pod-*.log"
+        assert time.monotonic() < deadline, "the probe endpoint never answered"
+        time.sleep(0.5)
+    return pods
+
+
+def shared_tasks(root: Path, run: str, replicas: int, tasks: int) -> list[set[str]]:
+    """The tasks each pod of `run` opened; asserts they form one cluster: every pod has some,
+    no task is opened twice, and all `tasks` are covered."""
+    opened = [opened_tasks(root / f"{run}-pod-{ordinal}.log") for ordinal in range(replicas)]
+    assert all(opened), opened
+    assert sum(len(t) for t in opened) == len(set().union(*opened)) == tasks, opened
+    return opened
+
+
+def audit_passes(settings: Settings) -> None:
+    from paystream.geo import distance_km
+    from verify.audit import audit
+    from verify.readback import read_snapshot
+
+    result = audit(read_snapshot(settings), settings.rules, distance_km)
+    assert result.ok, result
+
+
 @pytest.mark.timeout(900)
-def test_the_rendered_pods_run_the_flow_exactly_once(helm: Path, make_settings: Any, tmp_path: Path, pods: Pods) -> None:
+def test_the_rendered_pods_run_the_flow_exactly_once(helm: Path, make_settings: Any, tmp_path: Path,
+                                                     clusters: list[Pods]) -> None:
     """Two "pods" started from the rendered StatefulSet process generated traffic on the real broker;
     the audit of every output topic passes. The topics Job's command runs first, as the hook would."""
     from paystream.cli.generate import produce_traffic
-    from paystream.geo import distance_km
     from paystream.runner import wait_until_caught_up
-    from verify.audit import audit
-    from verify.readback import read_snapshot
 
     settings = make_settings(partitions=4)
     manifests = render(helm, tmp_path, values_for(settings, replicas=2))
@@ -457,37 +500,65 @@ def test_the_rendered_pods_run_the_flow_exactly_once(helm: Path, make_settings: 
 
     summary = produce_traffic(settings, accounts=300, payments=3_000, seed=11, bad_ratio=0.02, progress=False)
     assert not summary.delivery_errors
-    payments = summary.records["payments"]
 
-    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
-    metrics_ports = [_free_port() for _ in range(2)]
-    for ordinal in range(2):
-        command, env = local_pod(manifests, ordinal, addresses, metrics_ports[ordinal], tmp_path)
-        expected = msgspec.structs.replace(settings, engine=msgspec.structs.replace(
-            settings.engine, snapshot_dir=str(tmp_path / f"pod-{ordinal}" / "data" / "snapshots")))
-        assert settings_module.load(environ=env) == expected  # the ConfigMap carried every setting
-        log = open(tmp_path / f"pod-{ordinal}.log", "wb")
-        pods.procs.append(subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True))
-
-    # what the probes ask, on each pod's own metrics port
-    probe_path = worker(manifests)["readinessProbe"]["httpGet"]["path"]
-    deadline = time.monotonic() + 120
-    while not all(metrics_answer(port, probe_path) for port in metrics_ports):
-        assert all(pods.alive()), f"a pod exited: {pods.returncodes()}; see {tmp_path}/pod-*.log"
-        assert time.monotonic() < deadline, "the probe endpoint never answered"
-        time.sleep(0.5)
-
-    wait_until_caught_up(settings, payments, timeout=600, procs=pods, progress=False)  # type: ignore[arg-type]
+    pods = launch(manifests, settings, tmp_path, workdir, "run")
+    clusters.append(pods)
+    wait_until_caught_up(settings, summary.records["payments"], timeout=600, procs=pods, progress=False)  # type: ignore[arg-type]
     pods.stop()
 
-    # one Bytewax cluster, not two single ones: the pods share the 4 tasks between them
-    tasks = [opened_tasks(tmp_path / f"pod-{ordinal}.log") for ordinal in range(2)]
-    assert all(tasks) and not tasks[0] & tasks[1], tasks
-    assert len(tasks[0] | tasks[1]) == 4, tasks
+    shared_tasks(tmp_path, "run", replicas=2, tasks=4)  # one Bytewax cluster, not two single ones
     # as on a read-only root file system: nothing written outside /tmp and the volume
     assert not list(workdir.iterdir())
     assert all((tmp_path / f"pod-{ordinal}" / "tmp" / "dataflow.json").is_file() for ordinal in range(2))
+    audit_passes(settings)
 
-    result = audit(read_snapshot(settings), settings.rules, distance_km)
-    assert result.ok, result
+
+@pytest.mark.timeout(900)
+def test_a_rescale_from_two_to_three_pods_mid_stream_stays_exactly_once(helm: Path, make_settings: Any, tmp_path: Path,
+                                                                        clusters: list[Pods]) -> None:
+    """`helm upgrade --set replicas=3` while payments flow: the two pods are stopped (SIGTERM, as the
+    StatefulSet does) part-way, three pods from the new rendering take over (pods 0 and 1 keep their
+    volumes), the tasks move, and the audit still passes."""
+    from paystream.cli.generate import produce_traffic
+    from paystream.runner import LagProbe, wait_until_caught_up
+
+    # small batches, so that a task's work spans several epochs (transactions) and the rescale
+    # lands while some of it is committed and some is not
+    settings = make_settings(partitions=4, engine={"max_batch": 100})
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    summary = produce_traffic(settings, accounts=300, payments=4_000, seed=12, bad_ratio=0.02, progress=False)
+    payments = summary.records["payments"]
+
+    before = launch(render(helm, tmp_path, values_for(settings, replicas=2)), settings, tmp_path, workdir, "two")
+    clusters.append(before)
+    probe = LagProbe(settings)
+    try:
+        deadline = time.monotonic() + 300
+        while probe.payments_committed() < payments // 4:
+            assert all(before.alive()), before.returncodes()
+            assert time.monotonic() < deadline, "the two pods committed too little"
+            time.sleep(0.2)
+        committed_before = probe.payments_committed()
+    finally:
+        probe.close()
+    before.stop()
+    assert committed_before < payments, "the rescale came too late to move unfinished work"
+
+    rescaled = render(helm, tmp_path, values_for(settings, replicas=3))
+    after = launch(rescaled, settings, tmp_path, workdir, "three")
+    clusters.append(after)
+    wait_until_caught_up(settings, payments, timeout=600, procs=after, progress=False)  # type: ignore[arg-type]
+    after.stop()
+
+    shared_tasks(tmp_path, "two", replicas=2, tasks=4)
+    shared_tasks(tmp_path, "three", replicas=3, tasks=4)
+    audit_passes(settings)
+
+
+def test_changing_replicas_replaces_every_pod(helm: Path, tmp_path: Path) -> None:
+    """A new replica count changes the pod template itself (the -a list), so the StatefulSet
+    rolls every pod: a rescale, not an added pod."""
+    templates = [one(render(helm, tmp_path, {"replicas": n}), "StatefulSet")["spec"]["template"] for n in (2, 3)]
+    assert templates[0] != templates[1]
+    assert templates[0]["spec"]["containers"][0]["args"] != templates[1]["spec"]["containers"][0]["args"]
