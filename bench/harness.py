@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -256,7 +257,7 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
     unknown = [name for name in plan.systems if name not in PEERS]
     if unknown:
         raise ValueError(f"unknown systems: {', '.join(unknown)} (known: {', '.join(PEERS)})")
-    run_id = time.strftime("%Y%m%d%H%M%S")
+    run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:4]  # unique even for runs in the same second
     started = time.time()
     rows = []
     try:

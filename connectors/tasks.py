@@ -31,7 +31,7 @@ from paystream import clients, faults, logs
 from paystream.settings import Settings
 from paystream.wire import CustomerStatus
 from state.changelog import changelog_records
-from state.restore import restore_accounts
+from state.restore import restore_accounts, watermarks
 from state.snapshots import SnapshotCache
 
 
@@ -150,7 +150,7 @@ class TaskRuntime:
     def _restore(self) -> None:
         changelog = TopicPartition(self.settings.changelog_topic, self.partition)
         assert self.consumer is not None
-        _low, committed_end = self.consumer.get_watermark_offsets(changelog, timeout=30)
+        _low, committed_end = watermarks(self.consumer, changelog)
         start = 0
         snapshot = self.snapshots.load(committed_end, self.processor_type.state_type)
         if snapshot is not None:
@@ -253,7 +253,7 @@ class TaskRuntime:
             # only this task writes its changelog partition, so its end now is this commit's end
             assert self.consumer is not None
             changelog = TopicPartition(self.settings.changelog_topic, self.partition)
-            self.changelog_end = self.consumer.get_watermark_offsets(changelog, timeout=30, cached=False)[1]
+            self.changelog_end = watermarks(self.consumer, changelog)[1]
             self.snapshots.save_encoded(snapshot, self.changelog_end)
 
     def _settle(self) -> None:

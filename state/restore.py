@@ -31,6 +31,24 @@ class RestoreResult(msgspec.Struct, frozen=True):
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout: float = 60.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition, retrying while the cluster settles.
+
+    Right after a topic is created, or while a leader moves, brokers answer
+    NOT_LEADER_FOR_PARTITION or UNKNOWN_TOPIC_OR_PART for a while: retriable, not fatal.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10, cached=False)
+        except KafkaException as error:
+            if time.monotonic() > deadline:
+                raise
+            logs.get("restore").info("waiting for partition leader", topic=partition.topic,
+                                     partition=partition.partition, error=str(error.args[0]))
+            time.sleep(0.2)
+
+
 def read_partition_to_end(
     settings: Settings,
     topic: str,
@@ -50,7 +68,7 @@ def read_partition_to_end(
     )
     next_offset = start_offset
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        low, high = watermarks(consumer, TopicPartition(topic, partition))
         if high <= max(low, start_offset):
             return start_offset
         consumer.assign([TopicPartition(topic, partition, start_offset if start_offset >= 0 else OFFSET_BEGINNING)])

@@ -202,7 +202,7 @@ def test_an_authorization_pan_is_masked_at_the_edge(command: dict[str, Any], pan
     command["pan"] = pan
     decoded = decode_command(*_record(command))
     assert isinstance(decoded, Authorize) and decoded.pan is not None
-    assume(pan not in command["account"] + command["payment_id"] + command.get("merchant", ""))
+    assume(pan not in command["account"] + command["payment_id"] + command.get("merchant", "") + str(command["ts"]))
     assert _shows_at_most_six_and_four(pan, decoded.pan)
     assert decoded.pan[-4:] == pan[-4:]  # enough to recognise the card, no more
     # nothing downstream can leak it: the re-encoded command holds neither the number nor its middle
@@ -224,7 +224,8 @@ def test_redact_pans_masks_the_pan_in_raw_dlq_bytes_and_nothing_else(command: di
     raw = msgspec.json.encode(command)
     redacted = redact_pans(raw)
     shown = str(command["pan"])
-    assert shown.encode() not in redacted
+    pan_field = redacted[redacted.index(b'"pan":'):]  # other fields (a 16-digit ts, say) may contain the digits
+    assert shown.encode() not in pan_field
     masked_field = b'"pan":' + (mask_pan(shown).encode() if as_number else msgspec.json.encode(mask_pan(shown)))
     assert redacted == raw.replace(b'"pan":' + msgspec.json.encode(command["pan"]), masked_field)
 
