@@ -38,7 +38,7 @@ class MemoryTask:
     def process(self, records: list[InboundRecord]) -> None:
         self.pending.extend(self.processor.process(records))
         for record in records:
-            self.pending_offsets[(record.topic, record.partition)] = record.offset + 1
+            self.pending_offsets[(record.topic(), record.partition())] = record.offset() + 1
 
     def commit(self) -> None:
         for topic, key, value, headers in self.pending:
@@ -75,7 +75,7 @@ def batches_by_task(settings: Settings, records: list[InboundRecord], batch_size
     """Group input records into per-task batches, as the Kafka source would (partition p → task p)."""
     by_task: dict[int, list[InboundRecord]] = defaultdict(list)
     for record in records:
-        by_task[record.partition].append(record)
+        by_task[record.partition()].append(record)
     batches = []
     for partition, task_records in sorted(by_task.items()):
         task_id = f"{settings.topics.payments}-{partition}"

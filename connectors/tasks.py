@@ -168,15 +168,20 @@ class TaskRuntime:
         """The next committed input records of this task, without waiting."""
         assert self.consumer is not None
         messages = self.consumer.consume(max_records, timeout=0)
-        records = []
-        append = records.append
         for message in messages:
             if message.error() is not None:
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise RuntimeError(f"task {self.task_id}: consume failed: {message.error()}")
-            append(InboundRecord(message.topic(), message.partition(), message.offset(), message.key(), message.value()))
-        return records
+                return self._without_errors(messages)
+        return messages  # `Message` has the accessors the processors use: no copy per record
+
+    def _without_errors(self, messages: list) -> list:
+        kept = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                kept.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                raise RuntimeError(f"task {self.task_id}: consume failed: {error}")
+        return kept
 
     def process(self, records: list[InboundRecord]) -> None:
         """Run the domain core over `records`; their outputs join the task's next transaction.
@@ -189,9 +194,15 @@ class TaskRuntime:
             return
         outbound = self.processor.process(records)
         meter.records += len(records)
-        next_offsets = self.next_offsets
-        for record in records:
-            next_offsets[(record.topic, record.partition)] = record.offset + 1
+        # the last record of each input partition in the batch gives its next offset
+        next_offsets, seen = self.next_offsets, set()
+        for record in reversed(records):
+            where = (record.topic(), record.partition())
+            if where not in seen:
+                seen.add(where)
+                next_offsets[where] = record.offset() + 1
+                if len(seen) == len(self.inputs):
+                    break
         if self._committing is None or self._committing.done():
             self._settle()
             if self._pending:

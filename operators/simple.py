@@ -69,9 +69,9 @@ class SimplePaymentsProcessor:
         decisions, balances = self._decisions, self._balances
         for record in records:
             try:
-                payment = _decode_many(record.value)
+                payment = _decode_many(record.value())
             except (msgspec.DecodeError, TypeError) as error:
-                append((self._dlq, record.key, record.value, [("dlq.reason", b"not_json"), ("dlq.error", str(error).encode())]))
+                append((self._dlq, record.key(), record.value(), [("dlq.reason", b"not_json"), ("dlq.error", str(error).encode())]))
                 continue
             account = payment.account
             balance = accounts.get(account, OPENING_BALANCE)
@@ -85,7 +85,7 @@ class SimplePaymentsProcessor:
                 balance -= amount
                 accounts[account] = balance
                 changed.add(account)
-            append((decisions, record.key, _encode(SimpleDecision(1, "decision", payment.payment_id, account, amount,
+            append((decisions, record.key(), _encode(SimpleDecision(1, "decision", payment.payment_id, account, amount,
                                                                   decision, reason, balance, payment.ts)), None))
-            append((balances, record.key, _encode(SimpleBalance(account, balance)), None))
+            append((balances, record.key(), _encode(SimpleBalance(account, balance)), None))
         return out

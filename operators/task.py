@@ -12,7 +12,7 @@ on `type(...)` and nothing is built that is not written.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Final, Mapping, NamedTuple
+from typing import Final, Mapping
 
 from operators.accounts import AccountState
 from operators.payments import apply_credit, decide
@@ -29,14 +29,35 @@ from paystream.wire import (
 )
 
 
-class InboundRecord(NamedTuple):
-    """One consumed Kafka record, as the I/O layer hands it over."""
+class InboundRecord:
+    """One consumed Kafka record, with the accessors of `confluent_kafka.Message`.
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+    The Kafka source hands its `Message`s over as they are (no copy per record on the hot
+    path); tests and in-memory runs build these instead.
+    """
+
+    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value")
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        self._topic, self._partition, self._offset, self._key, self._value = topic, partition, offset, key, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"InboundRecord({self._topic!r}, {self._partition}, {self._offset}, {self._key!r}, {self._value!r})"
 
 
 # (topic, key, value, headers): one record to produce in the task's transaction
@@ -75,7 +96,7 @@ class TaskProcessor:
         payments = self._payments
         credits = self._credits
         for record in records:
-            topic = record.topic
+            topic = record.topic()
             if topic == payments:
                 self._command(record, out)
             elif topic == credits:
@@ -86,17 +107,17 @@ class TaskProcessor:
 
     def _command(self, record: InboundRecord, out: list[OutboundRecord]) -> None:
         """Decide one `payments` record, or dead-letter it."""
-        command = decode_command(record.key, record.value)
+        command = decode_command(record.key(), record.value())
         if type(command) is Malformed:
             self._dead_letter(record, command.reason, command.error, out)
             return
         account_id = command.account  # type: ignore[union-attr]
         home = self._home_partition.get(account_id)
         if home is None:
-            home = self._home_partition[account_id] = partition_for(record.key, self._partitions)  # type: ignore[arg-type]
-        if home != record.partition:
+            home = self._home_partition[account_id] = partition_for(record.key(), self._partitions)  # type: ignore[arg-type]
+        if home != record.partition():
             self._dead_letter(
-                record, MISROUTED, f"key {account_id!r} hashes to partition {home}, not {record.partition}", out
+                record, MISROUTED, f"key {account_id!r} hashes to partition {home}, not {record.partition()}", out
             )
             return
         account = self.accounts.get(account_id)
@@ -107,7 +128,7 @@ class TaskProcessor:
             account,
             self.customers,
             self._rules,
-            SourcePosition(record.topic, record.partition, record.offset),
+            SourcePosition(record.topic(), record.partition(), record.offset()),
         )
         decision = outcome.decision
         counts = self.counts
@@ -115,7 +136,7 @@ class TaskProcessor:
             counts[("duplicate",)] += 1
             return
         self.changed.add(account_id)
-        key = record.key
+        key = record.key()
         out.append((self._decisions, key, encode(decision), None))
         counts[_DECISION_COUNTS[decision.decision]] += 1
         for reason in decision.reasons:
@@ -135,9 +156,9 @@ class TaskProcessor:
 
     def _credit(self, record: InboundRecord, out: list[OutboundRecord]) -> None:
         """Land one transfer's credit on its recipient (paystream wrote it: a bad one is a broken invariant)."""
-        if record.value is None:
-            raise ValueError(f"a null credit at {record.topic}/{record.partition}@{record.offset}")
-        credit = decode_credit(record.value)
+        if record.value() is None:
+            raise ValueError(f"a null credit at {record.topic()}/{record.partition()}@{record.offset()}")
+        credit = decode_credit(record.value())
         account = self.accounts.get(credit.account)
         if account is None:
             account = self.accounts[credit.account] = AccountState()
@@ -148,13 +169,13 @@ class TaskProcessor:
 
     def _dead_letter(self, record: InboundRecord, reason: str, error: str, out: list[OutboundRecord]) -> None:
         """The original key and (PAN-redacted) value to `payments-dlq`, with Kafka Connect's dead-letter headers."""
-        value = record.value
+        value = record.value()
         headers = [
             ("dlq.reason", reason.encode()),
             ("dlq.error", redact_pans(error.encode("utf-8", "replace"))),
-            ("dlq.topic", record.topic.encode()),
-            ("dlq.partition", str(record.partition).encode()),
-            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.topic", record.topic().encode()),
+            ("dlq.partition", str(record.partition()).encode()),
+            ("dlq.offset", str(record.offset()).encode()),
         ]
-        out.append((self.settings.topics.dlq, record.key, None if value is None else redact_pans(value), headers))
+        out.append((self.settings.topics.dlq, record.key(), None if value is None else redact_pans(value), headers))
         self.counts[("dlq", reason)] += 1

@@ -46,7 +46,7 @@ def engine_outputs(records: list[InboundRecord]) -> dict[str, list[Any]]:
 def model_outputs(records: list[InboundRecord]) -> dict[str, list[Any]]:
     """What the reference model says the engine owes, in the same shape."""
     customers = {name: msgspec.convert(msgspec.to_builtins(row), validation.Customer, strict=False) for name, row in CUSTOMERS.items()}
-    inputs = [validation.InputRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+    inputs = [validation.InputRecord(r.topic(), r.partition(), r.offset(), r.key(), r.value()) for r in records]
     out = model.run_input_order(inputs, customers, SETTINGS.rules, distance_km, partitions=None)
 
     def wire(items: list[Any], **extra: Any) -> list[Any]:
