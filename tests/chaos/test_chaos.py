@@ -31,7 +31,7 @@ def run_chaos(settings: Any, plan: ChaosPlan, tmp_path: Path) -> ChaosResult:
 def test_twenty_random_worker_kills_over_fifty_thousand_payments_lose_and_duplicate_nothing(
         make_settings: Any, tmp_path: Path) -> None:
     settings = make_settings(partitions=4)
-    plan = ChaosPlan(kills=20, payments=120_000, accounts=5_000, seed=11, wait_s=(0.05, 0.6))
+    plan = ChaosPlan(kills=20, payments=400_000, accounts=5_000, seed=11, wait_s=(0.05, 0.6))
 
     result = run_chaos(settings, plan, tmp_path)
 
@@ -40,11 +40,11 @@ def test_twenty_random_worker_kills_over_fifty_thousand_payments_lose_and_duplic
     assert report["kills"] == 20
     assert report["restarts"] == report["kills"] + report["fault_point_deaths"] + report["other_worker_exits"]
     counts = report["verify"]["counts"]
-    assert counts["payments"] == 120_000
+    assert counts["payments"] == 400_000
     assert counts["decisions"] == counts["commands"] - counts["duplicates"]  # every command decided once
     # the kills were spread over the run, not all fired at an engine that had already finished
     measured = [seconds for seconds in report["recovery_s"] if seconds is not None]
-    assert len(measured) >= 8, report["recovery_s"]
+    assert len(measured) >= 10, report["recovery_s"]
     assert report["recovery_max_s"] < plan.recovery_timeout_s
 
 
