@@ -1,6 +1,6 @@
 """Running the dataflow as local processes, and watching how far it got.
 
-`FlowProcesses` starts `python -m bytewax.run flows.payments:flow` as one or more processes
+`FlowProcesses` starts `python -m paystream.worker flows.payments:flow` as one or more processes
 (a Bytewax cluster on loopback, as the Helm chart's StatefulSet does with pod ordinals),
 and can stop or `kill -9` them. `committed_lag` reads, from Kafka alone, how many input
 records the engine has not yet committed: the only progress measure that counts.
@@ -24,6 +24,8 @@ from paystream import clients
 from paystream.settings import Settings
 
 FLOW = "flows.payments:flow"
+# our entry point, so that any `engine.epoch_interval_ms` works (bytewax.run's -s takes whole seconds)
+WORKER = "paystream.worker"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -70,9 +72,10 @@ class FlowProcesses:
     """A Bytewax cluster of `processes` local processes running the payment flow."""
 
     def __init__(self, settings: Settings, processes: int = 1, workers_per_process: int = 1,
-                 log_dir: str | Path | None = None, cwd: str | Path | None = None,
+                 log_dir: str | Path | None = None, cwd: str | Path | None = None, flow: str = FLOW,
                  extra_env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        self.flow = flow
         self.extra_env = dict(extra_env or {})  # e.g. fault points armed for a chaos run
         self.count = processes
         self.workers = workers_per_process
@@ -84,8 +87,7 @@ class FlowProcesses:
         self.starts = 0
 
     def _command(self, index: int) -> list[str]:
-        epoch_s = self.settings.engine.epoch_interval_ms / 1000
-        command = [sys.executable, "-m", "bytewax.run", FLOW, "-s", f"{epoch_s:g}"]
+        command = [sys.executable, "-m", WORKER, self.flow]
         if self.count > 1:
             command += ["-i", str(index), "-a", self._addresses]
         if self.workers > 1:
