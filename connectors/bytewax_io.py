@@ -13,7 +13,7 @@ truth, and a restart resumes every task from what its last transaction committed
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -23,6 +23,14 @@ from operators.task import InboundRecord
 from paystream.settings import Settings
 
 TaskBatch = tuple[str, list[InboundRecord]]
+
+
+class TaskRuntimeLike(Protocol):
+    """What the sink needs of a task: `TaskRuntime` (Kafka) and `MemoryTask` (tests) both have it."""
+
+    def process(self, records: list[InboundRecord]) -> None: ...
+
+    def commit(self) -> None: ...
 _IDLE = timedelta(milliseconds=5)
 
 
@@ -74,11 +82,11 @@ class TaskSource(FixedPartitionedSource[TaskBatch, None]):
 class TaskSinkPartition(StatefulSinkPartition[list[InboundRecord], None]):
     """Processes one task's batches and commits them at each epoch's close."""
 
-    def __init__(self, runtime: Callable[[], "TaskRuntimeLike"]) -> None:
+    def __init__(self, runtime: Callable[[], TaskRuntimeLike]) -> None:
         self._runtime_factory = runtime
         self._runtime: TaskRuntimeLike | None = None
 
-    def _task(self) -> "TaskRuntimeLike":
+    def _task(self) -> TaskRuntimeLike:
         if self._runtime is None:
             self._runtime = self._runtime_factory()
         return self._runtime
@@ -91,11 +99,6 @@ class TaskSinkPartition(StatefulSinkPartition[list[InboundRecord], None]):
     def snapshot(self) -> None:
         self._task().commit()
         return None
-
-
-class TaskRuntimeLike:  # the surface the sink needs; `TaskRuntime` and the in-memory task both have it
-    def process(self, records: list[InboundRecord]) -> None: ...
-    def commit(self) -> None: ...
 
 
 class TaskSink(FixedPartitionedSink[list[InboundRecord], None]):
