@@ -153,7 +153,9 @@ class ChaosRun:
         self._started = 0.0
         self._deaths_without_progress = 0
         self._probe: Consumer | None = None
-        self._payments = [TopicPartition(settings.topics.payments, p) for p in range(settings.kafka.partitions)]
+        self._inputs = [TopicPartition(topic, p) for topic in (settings.topics.payments, settings.credits_topic)
+                        for p in range(settings.kafka.partitions)]
+        self._inputs_committed = 0  # payments and credits: any progress, for the crash-loop guard
 
     # -- observing ------------------------------------------------------------------------
 
@@ -164,12 +166,17 @@ class ChaosRun:
         """Payments committed by the group (the last known value if Kafka does not answer quickly)."""
         assert self._probe is not None
         try:
-            offsets = self._probe.committed(self._payments, timeout=5)
+            offsets = self._probe.committed(self._inputs, timeout=5)
         except KafkaException:
             return self.committed  # e.g. the group coordinator is moving after a broker kill
         if any(tp.error is not None for tp in offsets):
             return self.committed
-        self.committed = max(self.committed, sum(max(0, tp.offset) for tp in offsets))
+        payments = self.settings.topics.payments
+        self.committed = max(self.committed, sum(max(0, tp.offset) for tp in offsets if tp.topic == payments))
+        inputs = sum(max(0, tp.offset) for tp in offsets)
+        if inputs > self._inputs_committed:
+            self._inputs_committed = inputs
+            self._deaths_without_progress = 0
         return self.committed
 
     def _watch(self, seconds: float) -> None:
@@ -177,10 +184,7 @@ class ChaosRun:
         until = time.monotonic() + seconds
         while True:
             self._tend()
-            before = self.committed
             committed = self._read_committed()
-            if committed > before:
-                self._deaths_without_progress = 0
             for incident in self.incidents:
                 if not incident.settled and committed > incident.committed_before:
                     incident.recovery_s = round(self._now() - incident.at_s, 3)

@@ -53,8 +53,10 @@ def test_the_broken_build_with_offsets_committed_outside_the_transaction_loses_d
         make_settings: Any, tmp_path: Path) -> None:
     """The chaos run must be able to fail: offsets committed by the consumer before the
     transaction, and a `kill -9` between the two, lose the decisions of that epoch."""
-    settings = make_settings(partitions=4, engine={"unsafe_offsets_outside_transaction": True})
-    plan = ChaosPlan(kills=2, payments=20_000, accounts=2_000, seed=5, wait_s=(0.05, 0.3),
+    # 12 tasks each commit their first epoch of payments: the chance that none of them dies
+    # inside its commit is 0.5 ** 12
+    settings = make_settings(partitions=12, engine={"unsafe_offsets_outside_transaction": True})
+    plan = ChaosPlan(kills=2, payments=60_000, accounts=2_000, seed=5, wait_s=(0.05, 0.3),
                      fault_chances={"mid_commit": 0.5})
 
     result = run_chaos(settings, plan, tmp_path)

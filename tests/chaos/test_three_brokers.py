@@ -1,0 +1,59 @@
+"""Chaos on a three-broker cluster: the leader of `payments` partition 0 is killed mid-run (and
+started again) while workers are killed too; replication factor 3 and min.insync.replicas 2
+must keep every committed transaction, and the audit must stay green.
+
+The session's 1-broker cluster listens on the same ports, so this test takes it down, runs three
+brokers, and brings the 1-broker cluster back afterwards. It is marked `three_brokers` and runs
+last, in its own pytest invocation (`pytest -m three_brokers`, see `./dev test`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from paystream.chaos import ChaosPlan, ChaosRun, fresh_settings
+from paystream.settings import load
+
+pytestmark = [pytest.mark.three_brokers, pytest.mark.chaos]
+
+
+@pytest.fixture
+def three_brokers() -> Iterator[Any]:
+    """A fresh local 3-broker cluster; the 1-broker cluster is back when the test ends."""
+    from deploy.local import cluster
+
+    cluster.down()
+    try:
+        yield cluster.up(3)
+    finally:
+        cluster.down()
+        cluster.up(1)
+
+
+@pytest.mark.timeout(900)
+def test_killing_the_partition_leader_broker_and_workers_loses_and_duplicates_nothing(
+        three_brokers: Any, tmp_path: Path) -> None:
+    from paystream.topics import describe_topics
+
+    settings = fresh_settings(load(environ={}), bootstrap_servers=three_brokers.bootstrap_servers, partitions=4,
+                              snapshot_root=tmp_path)
+    assert len(settings.kafka.bootstrap_servers.split(",")) == 3
+    plan = ChaosPlan(kills=6, payments=150_000, accounts=5_000, broker_kills=2, seed=21, wait_s=(0.05, 0.6))
+
+    result = ChaosRun(settings, plan, tmp_path / "logs", say=lambda line: print(line, flush=True)).run()
+    print(result.verify_table)
+    print(json.dumps({k: v for k, v in result.report.items() if k not in ("verify",)}, indent=1))
+
+    report = result.report
+    assert result.ok, result.verify_table
+    assert report["broker_kills"] == 2
+    assert report["kills"] == 6
+    killed_nodes = {i["target"] for i in report["incidents"] if i["kind"] == "broker_kill"}
+    assert killed_nodes <= {1, 2, 3}
+    assert report["verify"]["counts"]["payments"] == 150_000
+    for topic in describe_topics(settings):
+        assert (topic.replication_factor, topic.min_insync_replicas) == (3, 2), topic
