@@ -61,6 +61,9 @@ class ChaosPlan:
     accounts: int = 10_000
     processes: int = 1
     broker_kills: int = 0
+    # brokers the cluster must list before topics are created (a just-started node registers
+    # a moment after it is "ready"; topics made before would get a smaller replication factor)
+    brokers: int = 1
     seed: int = 7
     bad_ratio: float = 0.01
     wait_s: tuple[float, float] = (0.3, 3.0)
@@ -285,11 +288,21 @@ class ChaosRun:
         from paystream.cli.generate import produce_traffic
         from paystream.topics import create_topics
 
-        create_topics(self.settings)
+        self._wait_for_brokers()
+        create_topics(self.settings, brokers=self.plan.brokers)
         summary = produce_traffic(self.settings, self.plan.accounts, self.plan.payments, self.plan.seed,
                                   self.plan.bad_ratio, progress=self.progress)
         if summary.delivery_errors:
             raise ChaosError(f"traffic was not fully delivered: {dict(summary.delivery_errors)}")
+
+    def _wait_for_brokers(self, timeout_s: float = 60.0) -> None:
+        from paystream.topics import broker_count
+
+        deadline = time.monotonic() + timeout_s
+        while (count := broker_count(self.settings)) < self.plan.brokers:
+            if time.monotonic() > deadline:
+                raise ChaosError(f"the cluster lists {count} brokers after {timeout_s:.0f} s, the run needs {self.plan.brokers}")
+            time.sleep(0.5)
 
     def _broker_kill_slots(self) -> set[int]:
         """Before which worker kills a broker kill happens: spread evenly over the run."""

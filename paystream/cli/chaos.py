@@ -74,7 +74,7 @@ def handler(args: argparse.Namespace) -> int:
     chances = dict(chaos.DEFAULT_FAULT_CHANCES) if args.fault_chance is None else \
         {point: args.fault_chance for point in faults.POINTS}
     plan = chaos.ChaosPlan(kills=args.kills, payments=args.payments, accounts=args.accounts, processes=args.processes,
-                           broker_kills=args.broker_kills, seed=args.seed, fault_chances=chances,
+                           broker_kills=args.broker_kills, brokers=args.brokers, seed=args.seed, fault_chances=chances,
                            wait_s=(min(args.wait), max(args.wait)))
     log_dir = f"{settings.engine.snapshot_dir.rsplit('/', 1)[0]}/logs"
     try:
