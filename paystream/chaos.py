@@ -437,5 +437,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"{report['run']['payments']:,} payments in {report['wall_s']:.1f} s = "
         f"{report['throughput_payments_per_s']:,.0f} payments/s including every kill and restart",
         f"restarts: {report['restart_policy']}" if report["run"]["processes"] > 1 else "",
+        f"note: {report['recovery_na']} of {report['kills']} kills came after every payment was committed; for kills "
+        f"spread over the run raise --payments (about 20,000 per kill here) or shorten --wait"
+        if report["kills"] and report["recovery_na"] * 2 > report["kills"] else "",
         "CHAOS OK: verify is green" if report["ok"] else "CHAOS FAILED: verify found violations",
     ]
