@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 
 from bench.measure import DecisionReader, ProcessSampler, Timeline, count_payment_ids, decision_ts, percentiles
 from bench.peers import PEERS, REPO, Launch, Peer, RunSpec
-from bench.workload import PARTITIONS, BenchTopics, create_topics, delete_run_topics, load_payments
+from bench.workload import PARTITIONS, BenchTopics, create_topics, delete_run_topics, load_payments, wait_for_offsets
 from paystream.clients import producer_config
 from paystream.settings import Settings
 from paystream.traffic import account_id
@@ -50,6 +50,7 @@ class BenchPlan:
     commit_ms: list[int]
     latency_s: float
     seed: int = 42
+    recovery_accounts: int = 0  # > 0: also the kill -9 recovery and restore figures (bench/recovery.py)
 
 
 class RunnerFailed(RuntimeError):
@@ -134,11 +135,15 @@ def measure_throughput(settings: Settings, peer: Peer, spec: RunSpec, plan: Benc
         reader.close()
     steady = timeline.steady_rate(plan.payments, min_span_s=2 * spec.commit_ms / 1000)
     return {
+        "workload": "simple",
         "items_per_s": plan.payments / elapsed,
         "steady_items_per_s": steady,
         "elapsed_s": elapsed,
         "startup_s": timeline.points[0][0] if timeline.points else None,
         "cpu_percent": 100 * sampler.cpu_seconds / elapsed,
+        "cpu_seconds": sampler.cpu_seconds,
+        "items_per_cpu_s": plan.payments / sampler.cpu_seconds if sampler.cpu_seconds else None,
+        "steady_items_per_cpu_s": steady_items_per_cpu_s(timeline, sampler, started, plan.payments),
         "peak_rss_mib": sampler.peak_rss / 2**20,
         "loader_items_per_s": load_rate,
         "decisions": len(values),
@@ -146,6 +151,103 @@ def measure_throughput(settings: Settings, peer: Peer, spec: RunSpec, plan: Benc
         "duplicates": duplicates,
         "missing": plan.payments - distinct,
     }
+
+
+def measure_realistic_throughput(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPlan,
+                                 say: Say) -> dict[str, Any]:
+    """Step 1 for the realistic flow: the generator's traffic (customers, then `plan.payments`
+    payment commands with every rule scenario, 1% malformed, some re-sent duplicates); the clock
+    runs from process start until the group's committed offsets reach the end of `payments` and
+    the internal credits topic (the transaction that commits an offset also commits its outputs).
+    Afterwards a read_committed count: one decision per valid payment id, malformed ones in the DLQ.
+    """
+    from bench.peers import paystream_run_settings
+    from bench.recovery import CommittedProbe as CommittedInputs
+    from paystream.cli.generate import produce_traffic
+    from paystream.runner import LagProbe
+
+    launch = peer.launch(spec)
+    assert isinstance(launch, Launch)
+    create_topics(settings, spec.topics)
+    run_settings = paystream_run_settings(spec)
+    wait_for_offsets(settings, [run_settings.topics.customers, run_settings.credits_topic], PARTITIONS,
+                     time.monotonic() + 30)
+    summary = produce_traffic(run_settings, accounts=plan.accounts, payments=plan.payments, seed=plan.seed,
+                              bad_ratio=0.01, progress=False)
+    if summary.delivery_errors:
+        raise RunnerFailed(f"realistic traffic not delivered: {dict(summary.delivery_errors)}")
+    inputs = summary.records["payments"]
+    log = spec.workdir / "throughput.log"
+    timeline = Timeline()
+    probe = LagProbe(run_settings)
+    committed = CommittedInputs(run_settings)
+    process = start(launch, log)
+    started = time.monotonic()
+    sampler = ProcessSampler(process.pid).start()
+    try:
+        deadline = started + finish_timeout(plan.payments)
+        while True:
+            check_alive(process, log)
+            done = committed.total()
+            if not timeline.points or timeline.points[-1][1] != done:
+                timeline.points.append((time.monotonic() - started, done))
+            if done >= inputs and probe.measure()[1] == 0:  # credits owed between tasks committed too
+                break
+            if time.monotonic() > deadline:
+                raise RunnerFailed(f"only {done} of {inputs} inputs committed after {deadline - started:.0f} s:\n{log_tail(log)}")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        sampler.stop()
+    finally:
+        sampler.stop()
+        stop(process)
+        probe.close()
+        committed.close()
+    decisions = count_topic(settings, run_settings.topics.decisions)
+    dlq = count_topic(settings, run_settings.topics.dlq)
+    distinct, duplicates = count_payment_ids(decisions)
+    valid = inputs - sum(summary.malformed.values()) - summary.duplicates
+    return {
+        "workload": "realistic",
+        "items_per_s": inputs / elapsed,
+        "steady_items_per_s": timeline.steady_rate(inputs, min_span_s=2 * spec.commit_ms / 1000),
+        "elapsed_s": elapsed,
+        "startup_s": next((at for at, done in timeline.points if done > 0), None),
+        "cpu_percent": 100 * sampler.cpu_seconds / elapsed,
+        "cpu_seconds": sampler.cpu_seconds,
+        "items_per_cpu_s": inputs / sampler.cpu_seconds if sampler.cpu_seconds else None,
+        "steady_items_per_cpu_s": steady_items_per_cpu_s(timeline, sampler, started, inputs),
+        "peak_rss_mib": sampler.peak_rss / 2**20,
+        "loader_items_per_s": sum(summary.records.values()) / summary.seconds,
+        "inputs": inputs,
+        "customers": summary.records["customers"],
+        "malformed": sum(summary.malformed.values()),
+        "resent_duplicates": summary.duplicates,
+        "dlq": len(dlq),
+        "decisions": len(decisions),
+        "distinct_payments": distinct,
+        "duplicates": duplicates,
+        "missing": valid - distinct,
+    }
+
+
+def count_topic(settings: Settings, topic: str) -> list[bytes]:
+    """Every committed value of `topic`, read to its end with a fresh read_committed consumer."""
+    reader = DecisionReader(settings, topic, PARTITIONS, f"bench-count-{uuid.uuid4().hex[:8]}", eof=True)
+    try:
+        return reader.read_to_end()
+    finally:
+        reader.close()
+
+
+def steady_items_per_cpu_s(timeline: Timeline, sampler: ProcessSampler, started: float, total: int) -> float | None:
+    """Records per CPU-second between 10% and 90% visible: startup and shutdown left out."""
+    span = timeline.steady_span(total)
+    if span is None:
+        return None
+    low, high, records = span
+    cpu = sampler.cpu_between(started + low, started + high)
+    return records / cpu if cpu else None
 
 
 def send_probes(settings: Settings, topic: str, accounts: int) -> None:
@@ -230,10 +332,15 @@ def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan
         started = time.monotonic()
         peer.prepare(say)
         row["prepare_s"] = time.monotonic() - started
-        say(f"{peer.name} (commit {commit_ms} ms): throughput over {plan.payments:,} payments")
-        row.update(measure_throughput(settings, peer, spec, plan, say))
+        say(f"{peer.name} (commit {commit_ms} ms): throughput over {plan.payments:,} payments ({peer.workload})")
+        if peer.workload == "realistic":
+            row.update(measure_realistic_throughput(settings, peer, spec, plan, say))
+        else:
+            row.update(measure_throughput(settings, peer, spec, plan, say))
         rate = (row["steady_items_per_s"] or row["items_per_s"]) / 2
-        if plan.latency_s > 0:
+        if peer.workload == "realistic":
+            row["latency_note"] = "not measured: the paced producer writes simple payments, not wire-contract commands"
+        elif plan.latency_s > 0:
             say(f"{peer.name} (commit {commit_ms} ms): latency at {rate:,.0f}/s for {plan.latency_s:.0f} s")
             (workdir / "latency").mkdir()
             latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms, workdir / "latency")
@@ -260,13 +367,18 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
     run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:4]  # unique even for runs in the same second
     started = time.time()
     rows = []
+    recovery: dict[str, Any] | None = None
     try:
         for commit_ms in plan.commit_ms:
             for name in plan.systems:
                 rows.append(run_system(settings, PEERS[name], run_id, commit_ms, plan, say))
+        if plan.recovery_accounts > 0:
+            from bench.recovery import RecoveryPlan, measure_recovery
+
+            recovery = measure_recovery(settings, run_id, RecoveryPlan(plan.recovery_accounts, plan.commit_ms[0]), say)
     finally:
         delete_run_topics(settings, f"bench-{run_id}-")
-    return {
+    results = {
         "run_id": run_id,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": time.time() - started,
@@ -280,4 +392,9 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
         "note": "one run on a shared 2-core machine (broker, harness and system on the same cores): "
                 "figures are noisy, compare only within one run; items_per_s includes each system's startup",
         "systems": rows,
+        "recovery": recovery,
     }
+    from bench.report import targets
+
+    results["targets"] = targets(results)
+    return results

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 
 import msgspec
 import psutil
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from paystream.clients import consumer_config
 from paystream.settings import Settings
 
 SAMPLE_S = 0.25
+MIN_CPU_SPAN_S = 2.0
 CDF_POINTS = [float(p) for p in range(1, 100)] + [99.5, 99.9, 100.0]
 
 
@@ -32,6 +33,7 @@ class ProcessSampler:
         self.root = psutil.Process(pid)
         self.cpu_by_pid: dict[int, float] = {}
         self.peak_rss = 0
+        self.history: list[tuple[float, float]] = []  # (time.monotonic(), CPU seconds so far)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="process-sampler", daemon=True)
 
@@ -54,6 +56,15 @@ class ProcessSampler:
             # a pid's CPU only grows; keep the last value seen for processes that exit
             self.cpu_by_pid[process.pid] = times.user + times.system
         self.peak_rss = max(self.peak_rss, rss)
+        self.history.append((time.monotonic(), self.cpu_seconds))
+
+    def cpu_between(self, start: float, end: float) -> float | None:
+        """CPU seconds used between two `time.monotonic()` instants (nearest samples), if sampled."""
+        before = [cpu for at, cpu in self.history if at <= start]
+        after = [cpu for at, cpu in self.history if at >= end]
+        if not before or not after or end - start < MIN_CPU_SPAN_S:
+            return None  # too few samples for a CPU difference to mean anything
+        return after[0] - before[-1]
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -82,6 +93,15 @@ class Timeline:
                 return at
         return None
 
+    def steady_span(self, total: int) -> tuple[float, float, int] | None:
+        """(from, to, records) between 10% and 90% visible, in seconds since start."""
+        low, high = self.first_at(max(1, total // 10)), self.first_at(total * 9 // 10)
+        if low is None or high is None or high <= low:
+            return None
+        count_low = next(seen for at, seen in self.points if at == low)
+        count_high = next(seen for at, seen in self.points if at == high)
+        return low, high, count_high - count_low
+
     def steady_rate(self, total: int, min_span_s: float) -> float | None:
         """Decisions/s between 10% and 90% visible, if that span covers at least `min_span_s`."""
         low, high = self.first_at(max(1, total // 10)), self.first_at(total * 9 // 10)
@@ -95,9 +115,28 @@ class Timeline:
 class DecisionReader:
     """A read_committed consumer of a whole `decisions` topic, from its beginning."""
 
-    def __init__(self, settings: Settings, topic: str, partitions: int, group: str) -> None:
-        self.consumer = Consumer(consumer_config(settings, group))
+    def __init__(self, settings: Settings, topic: str, partitions: int, group: str, eof: bool = False) -> None:
+        self.consumer = Consumer(consumer_config(settings, group, **({"enable.partition.eof": True} if eof else {})))
+        self.partitions = partitions
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+
+    def read_to_end(self, timeout_s: float = 120.0) -> list[bytes]:
+        """Every committed value up to each partition's last stable offset (needs `eof=True`)."""
+        values: list[bytes] = []
+        ended: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(ended) < self.partitions:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(ended)} of {self.partitions} partitions read to their end")
+            for message in self.consumer.consume(num_messages=10_000, timeout=0.2):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(f"reading {message.topic()}: {error}")
+                    ended.add(message.partition())
+                elif message.value() is not None:
+                    values.append(message.value())
+        return values
 
     def poll(self, timeout: float = 0.1) -> list[bytes]:
         values = []

@@ -53,6 +53,9 @@ class Peer:
     guarantee: str
     launch: Callable[[RunSpec], Launch | str]  # a str is the reason it cannot run
     prepare: Callable[[Callable[[str], None]], None] = lambda _say: None
+    # "simple": the benchmark's simple payments, done when N decisions are visible;
+    # "realistic": the generator's wire-contract traffic, done when the group committed every input
+    workload: str = "simple"
 
 
 def _topic_args(spec: RunSpec) -> list[str]:
@@ -115,17 +118,22 @@ def _bytewax(spec: RunSpec) -> Launch:
 
 
 # ---------------------------------------------------------------------------------------------
-# PAYSTREAM HOOK: how the harness starts the paystream engine on the simple variant.
-# It runs `python -m bytewax.run flows.simple:flow -s <commit s>` once flows/simple.py exists.
-# The full flow (flows/payments.py) reads the wire contract, whose command types do not include
-# the benchmark's `"type":"payment"`, so it would send every input to the DLQ; it is not used.
-# The flow gets its topics, app id and epoch interval from PAYSTREAM_* settings variables, and
-# must write one `decisions` record per payment carrying the input's `payment_id` and `ts`.
+# paystream: the engine runs `python -m paystream.worker <flow>`, whose epoch (= the commit
+# interval: one Kafka transaction per task per epoch) is `engine.epoch_interval_ms`, so 100 ms
+# works as well as 1 s. Topics, app id and epoch reach the flow as PAYSTREAM_* settings variables.
+# - `paystream`: flows.simple:flow, the simple variant on the same exactly-once task machinery;
+# - `paystream-2p`: the same as one Bytewax cluster of 2 processes, under a small launcher
+#   (bench/paystream_cluster.py) so the harness samples both processes' CPU and memory;
+# - `paystream-full`: flows.payments:flow, the realistic flow with all seven rules, on the
+#   generator's realistic traffic (customers + payment commands of the wire contract); its
+#   completion is "the group's committed offsets reached the end of payments and credits".
 # ---------------------------------------------------------------------------------------------
-PAYSTREAM_FLOW = "simple"
+SIMPLE_FLOW = "flows.simple:flow"
+FULL_FLOW = "flows.payments:flow"
 
 
-def _paystream_env(spec: RunSpec) -> dict[str, str]:
+def paystream_settings_env(spec: RunSpec) -> dict[str, str]:
+    """The PAYSTREAM_* variables that point the engine at the run's topics, group and epoch."""
     t = spec.topics
     prefix = t.payments.removesuffix("-payments")
     return {
@@ -141,26 +149,40 @@ def _paystream_env(spec: RunSpec) -> dict[str, str]:
         "PAYSTREAM_ENGINE__APP_ID": t.group,
         "PAYSTREAM_ENGINE__EPOCH_INTERVAL_MS": str(spec.commit_ms),
         "PAYSTREAM_ENGINE__SNAPSHOT_DIR": str(spec.workdir / "paystream-snapshots"),
+        "PAYSTREAM_LOG_FORMAT": "json",
     }
 
 
-def run_paystream(spec: RunSpec) -> Launch | str:
-    """The command that runs the paystream engine on `spec` (its topics created), or why it cannot run yet."""
-    if not (REPO / "flows" / f"{PAYSTREAM_FLOW}.py").exists():
-        return "paystream: not built yet (no flows/simple.py: the simple-variant flow)"
+def paystream_run_settings(spec: RunSpec):  # -> paystream.settings.Settings
+    """The settings the engine will load for `spec` (the harness uses them to load and to probe)."""
     from paystream.settings import load
-    from paystream.topics import create_topics
 
-    env = _paystream_env(spec)
-    create_topics(load(environ=env))  # public and internal topics, named from the run's prefix and app id
-    # `bytewax.run -s` takes whole seconds; other intervals reach the flow through its settings
-    epoch = ["-s", str(spec.commit_ms // 1000)] if spec.commit_ms % 1000 == 0 else []
-    return Launch([sys.executable, "-m", "bytewax.run", f"flows.{PAYSTREAM_FLOW}:flow", *epoch],
-                  {**_python_env(), **env})
+    return load(environ=paystream_settings_env(spec))
+
+
+def _paystream(flow: str, processes: int) -> Callable[[RunSpec], Launch | str]:
+    def launch(spec: RunSpec) -> Launch | str:
+        module = flow.split(":")[0].replace(".", "/") + ".py"
+        if not (REPO / module).exists():
+            return f"paystream: not built yet (no {module})"
+        from paystream.topics import create_topics
+
+        env = paystream_settings_env(spec)
+        create_topics(paystream_run_settings(spec))  # public and internal topics of the run (idempotent)
+        if processes == 1:
+            argv = [sys.executable, "-m", "paystream.worker", flow]
+        else:
+            argv = [sys.executable, "-m", "bench.paystream_cluster", "--processes", str(processes),
+                    "--log-dir", str(spec.workdir / "workers"), flow]
+        return Launch(argv, {**_python_env(), **env})
+    return launch
 
 
 PEERS: dict[str, Peer] = {peer.name: peer for peer in (
-    Peer("paystream", "paystream (Bytewax)", "exactly-once", run_paystream),
+    Peer("paystream", "paystream (Bytewax), 1 process", "exactly-once", _paystream(SIMPLE_FLOW, 1)),
+    Peer("paystream-2p", "paystream (Bytewax), 2 processes", "exactly-once", _paystream(SIMPLE_FLOW, 2)),
+    Peer("paystream-full", "paystream, realistic flow, 7 rules", "exactly-once", _paystream(FULL_FLOW, 1),
+         workload="realistic"),
     Peer("raw-eos", "raw confluent-kafka loop", "exactly-once", _raw_loop("eos")),
     Peer("raw-alo", "raw confluent-kafka loop", "at-least-once", _raw_loop("alo")),
     Peer("kstreams-1", "Kafka Streams 4.1.1, 1 thread", "exactly_once_v2", _kstreams(1), prepare_kstreams),

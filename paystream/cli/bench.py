@@ -6,7 +6,8 @@ import argparse
 
 QUICK = {"payments": 100_000, "accounts": 10_000, "latency_s": 10.0}
 FULL = {"payments": 1_000_000, "accounts": 100_000, "latency_s": 30.0}
-DEFAULT_SYSTEMS = "paystream,raw-eos,raw-alo,kstreams-1,kstreams-2,quix,bytewax"
+DEFAULT_SYSTEMS = "paystream,paystream-2p,paystream-full,raw-eos,raw-alo,kstreams-1,kstreams-2,quix,bytewax"
+RECOVERY_ACCOUNTS = 1_000_000
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated, from: {DEFAULT_SYSTEMS}")
     parser.add_argument("--commit-ms", default="1000", help="commit interval(s) in ms, e.g. 1000 or 1000,100")
     parser.add_argument("--latency-seconds", type=float, help="length of each latency run; 0 skips them")
+    parser.add_argument("--recovery-accounts", type=int, default=RECOVERY_ACCOUNTS,
+                        help="accounts of state for paystream's kill -9 recovery and restore figures "
+                             f"(default {RECOVERY_ACCOUNTS:,}, also with --quick); 0 skips them")
     parser.set_defaults(func=handler)
 
 
@@ -34,6 +38,7 @@ def handler(args: argparse.Namespace) -> int:
         systems=[name.strip() for name in args.systems.split(",") if name.strip()],
         commit_ms=[int(ms) for ms in args.commit_ms.split(",")],
         latency_s=size["latency_s"] if args.latency_seconds is None else args.latency_seconds,
+        recovery_accounts=args.recovery_accounts,
     )
     results = run_bench(args.settings, plan, say=lambda line: print(line, flush=True))
     print()
@@ -42,4 +47,5 @@ def handler(args: argparse.Namespace) -> int:
     picture = plot(results)
     print(f"\nwrote {path}, {path.parent / 'latest.json'} and {picture}")
     failed = [row["system"] for row in results["systems"] if row["status"].startswith("failed")]
-    return 1 if failed else 0
+    recovery = results.get("recovery") or {}
+    return 1 if failed or str(recovery.get("status", "")).startswith("failed") else 0

@@ -1,5 +1,7 @@
-"""`paystream bench` end to end on the real broker, small: the raw loop (and paystream once its
-simple-variant flow exists) decides every payment exactly once, and the results are written."""
+"""`paystream bench` end to end on the real broker, small: the raw loop and paystream (simple
+variant, 1 process) decide every payment exactly once, paystream recovers from `kill -9` with
+its state restored from the changelog (with and without the snapshot cache), and the results
+are written. Figures are recorded, never asserted against a speed."""
 
 from __future__ import annotations
 
@@ -11,19 +13,14 @@ from typing import Any
 import pytest
 
 from bench.harness import BenchPlan, run_bench
-from bench.peers import PAYSTREAM_FLOW, REPO
 from bench.report import plot, table, write_json
 from bench.workload import admin_client
 from paystream.settings import load
 
 PAYMENTS = 10_000
+RECOVERY_ACCOUNTS = 20_000
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
-
-
-def _systems() -> list[str]:
-    paystream_built = (REPO / "flows" / f"{PAYSTREAM_FLOW}.py").exists()
-    return ["raw-eos", "paystream"] if paystream_built else ["raw-eos"]
 
 
 def _run_topics_left(settings: Any, run_id: str, wait_s: float = 30.0) -> list[str]:
@@ -37,7 +34,8 @@ def _run_topics_left(settings: Any, run_id: str, wait_s: float = 30.0) -> list[s
 
 def test_bench_smoke_every_payment_has_exactly_one_decision_and_results_are_written(kafka_cluster: Any, tmp_path: Path) -> None:
     settings = load(environ={}, kafka={"bootstrap_servers": kafka_cluster.bootstrap_servers})
-    plan = BenchPlan(payments=PAYMENTS, accounts=1_000, systems=_systems(), commit_ms=[1000], latency_s=2.0)
+    plan = BenchPlan(payments=PAYMENTS, accounts=1_000, systems=["raw-eos", "paystream"], commit_ms=[1000],
+                     latency_s=2.0, recovery_accounts=RECOVERY_ACCOUNTS)
 
     results = run_bench(settings, plan, say=lambda _line: None)
     path = write_json(results, tmp_path)
@@ -60,6 +58,19 @@ def test_bench_smoke_every_payment_has_exactly_one_decision_and_results_are_writ
         assert latency["samples"] > 0 and latency["received"] >= latency["sent"] > 0
         assert 0 <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
         assert len(latency["cdf_ms"]) == 102 and latency["cdf_ms"] == sorted(latency["cdf_ms"])
-    assert "raw-eos" in table(written)
+    recovery = written["recovery"]
+    assert recovery["status"] == "ok", recovery["status"]
+    assert [case["with_snapshot"] for case in recovery["cases"]] == [True, False]
+    for case in recovery["cases"]:
+        # progress after the restart: a new commit, and output on every partition for read_committed readers
+        assert case["kill_to_first_commit_s"] is not None and case["partitions_with_new_output"] == 12
+        assert case["tasks_restored"] == 12 and case["accounts_after_open"] >= RECOVERY_ACCOUNTS
+    with_cache, without_cache = recovery["cases"]
+    assert with_cache["snapshots_loaded"] > 0 and with_cache["snapshot_accounts"] > 0
+    assert without_cache["snapshots_loaded"] == 0 and without_cache["restored_records"] >= RECOVERY_ACCOUNTS
+    assert {check["target"] for check in written["targets"]} >= {
+        "simple, 1 process ≥ 40% of the raw transactional loop", "changelog restore ≥ 600,000 keys/s with ≤ 1 GiB RSS"}
+    printed = table(written)
+    assert "raw-eos" in printed and "paystream" in printed and "kill -9" in printed
     assert picture.stat().st_size > 10_000
     assert _run_topics_left(settings, written["run_id"]) == []
