@@ -114,6 +114,9 @@ class TaskRuntime:
         self.processor: TaskProcessor | None = None
         self.opened_in_seconds = 0.0
         self._committing: Future[None] | None = None
+        self.polled = self.processed = 0  # records handed to the dataflow / through the core
+        self.committed_once = False
+        self.opened_at = time.perf_counter()
         self._pending: list = []
 
     # -- opening ------------------------------------------------------------------------
@@ -142,6 +145,7 @@ class TaskRuntime:
         self.processor = self.processor_type(settings, self.customers, self.accounts)
         self.consumer.assign(start)
         self.opened_in_seconds = time.perf_counter() - started
+        self.opened_at = time.perf_counter()
         meter.start()
         self.log.info("task open", accounts=len(self.accounts), seconds=round(self.opened_in_seconds, 3),
                       resume={f"{tp.topic}": tp.offset for tp in committed})
@@ -165,12 +169,23 @@ class TaskRuntime:
     # -- processing ---------------------------------------------------------------------
 
     def poll(self, max_records: int) -> list[InboundRecord]:
-        """The next committed input records of this task, without waiting."""
+        """The next committed input records of this task, without waiting.
+
+        Backpressure: at most `engine.max_in_flight` records read but not yet processed, so an
+        epoch holds about what the task can process in it. Without this a restart with a
+        backlog reads many seconds of work into its first epoch, and the first commit (the
+        first visible progress after a crash) waits for all of it.
+        """
         assert self.consumer is not None
-        messages = self.consumer.consume(max_records, timeout=0)
+        room = self.settings.engine.max_in_flight - (self.polled - self.processed)
+        if room <= 0:
+            return []
+        messages = self.consumer.consume(min(max_records, room), timeout=0)
         for message in messages:
             if message.error() is not None:
-                return self._without_errors(messages)
+                messages = self._without_errors(messages)
+                break
+        self.polled += len(messages)
         return messages  # `Message` has the accessors the processors use: no copy per record
 
     def _without_errors(self, messages: list) -> list:
@@ -194,6 +209,7 @@ class TaskRuntime:
             return
         outbound = self.processor.process(records)
         meter.records += len(records)
+        self.processed += len(records)
         # the last record of each input partition in the batch gives its next offset
         next_offsets, seen = self.next_offsets, set()
         for record in reversed(records):
@@ -259,6 +275,10 @@ class TaskRuntime:
         self.producer.commit(offsets)
         meter.commits += 1
         meter.commit_seconds += time.perf_counter() - started
+        if not self.committed_once:
+            self.committed_once = True
+            self.log.info("first commit", seconds_since_open=round(time.perf_counter() - self.opened_at, 3),
+                          commit_ms=round(1000 * (time.perf_counter() - started), 1), records=self.processed)
         faults.maybe_die("after_commit")
         if snapshot is not None:
             # only this task writes its changelog partition, so its end now is this commit's end

@@ -113,6 +113,8 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     snapshot_dir: str = ".paystream/snapshots"
     snapshot_every_epochs: int = 30
     max_batch: int = 5_000
+    # per task: records read but not yet processed (backpressure; bounds an epoch's work)
+    max_in_flight: int = 5_000
     # "payments": the payment engine; "simple": the benchmark's one-rule workload (bench/)
     workload: str = "payments"
     # A deliberately broken build, for the test that proves the chaos run can fail: commit
