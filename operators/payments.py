@@ -123,29 +123,20 @@ def decide(
 ) -> Outcome:
     """Decide `command` (read at `source`) against `account`, apply its effects and say what to write."""
     payment_id = command.payment_id
-    if is_duplicate(account, payment_id, rules.duplicate):
+    duplicate = rules.duplicate
+    if is_duplicate(account, payment_id, duplicate):
         return DUPLICATE
-    remember_payment(account, payment_id, command.ts, rules.duplicate.horizon_ms)
+    remember_payment(account, payment_id, command.ts, duplicate.horizon_ms)
     account.seq += 1
-    kind = type(command)
     customer = customers.get(command.account)
 
     refusal = customer_refusal(customer, rules.customer)
     if refusal is None and customer is not None and command.currency != customer.currency:
         refusal = CURRENCY_MISMATCH
-    if refusal is None and kind is not Deposit and kind is not Authorize:
-        refusal = _LIFE_CYCLE_CHECKS[kind](command, account, customers, rules)
     if refusal is not None:
-        return Outcome(_decision(command, account, source, "declined", [refusal]))
-
-    if kind is Authorize:
-        return _authorize(command, account, customer, rules, source)  # type: ignore[arg-type]
-    if kind is Transfer:
-        breaches = _limit_breaches(command.amount, command.ts, account, customer, rules)
-        if breaches:
-            return Outcome(_decision(command, account, source, "declined", breaches))
-        record_debit(account, command.ts, command.amount, rules.daily_limit.window_ms, rules.duplicate.horizon_ms)
-    return _EFFECTS[kind](command, account, source)
+        return _declined(command, account, source, [refusal])
+    # stages 4 to 7 and the effects depend on the type: one function each, chosen by one lookup
+    return _DECIDE_BY_TYPE[type(command)](command, account, customer, customers, rules, source)
 
 
 def apply_credit(credit: Credit, account: AccountState) -> Outcome:
@@ -157,142 +148,100 @@ def apply_credit(credit: Credit, account: AccountState) -> Outcome:
     return Outcome(balance=_balance(account, credit.account, credit.ts, credit.transfer_id))
 
 
-# --- stage 4: the life cycle -------------------------------------------------------------
+# --- stages 4 to 7 and the effects, by type ---------------------------------------------------
+# Each takes (command, account, customer, customers, rules, source) and returns the Outcome.
 
 
-def _capture_refusal(command: Capture, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
-    authorization = account.authorizations.get(command.auth_id)
-    if authorization is None:
-        return UNKNOWN_AUTHORIZATION
-    if authorization[STATE] != OPEN:
-        return AUTHORIZATION_CLOSED
-    if command.amount > authorization[HELD]:
-        return CAPTURE_EXCEEDS_HOLD
-    return None
+def _deposit(command: Deposit, account: AccountState, customer: CustomerStatus | None, customers: Customers,
+             rules: RuleSettings, source: SourcePosition) -> Outcome:
+    """Money from outside: nothing to refuse after stage 3; posted grows."""
+    account.posted += command.amount
+    return _approved(command, account, source, (_ledger_entry(command, command.account, "credit"),), completed=True)
 
 
-def _void_refusal(command: Void, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
-    authorization = account.authorizations.get(command.auth_id)
-    if authorization is None:
-        return UNKNOWN_AUTHORIZATION
-    if authorization[STATE] != OPEN:
-        return AUTHORIZATION_CLOSED
-    return None
-
-
-def _refund_refusal(command: Refund, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
-    authorization = account.authorizations.get(command.auth_id)
-    if authorization is None:
-        return UNKNOWN_AUTHORIZATION
-    if authorization[STATE] != CAPTURED:
-        return AUTHORIZATION_NOT_CAPTURED
-    if authorization[REFUNDED] + command.amount > authorization[CAPTURED_AMOUNT]:
-        return REFUND_EXCEEDS_CAPTURED
-    return None
-
-
-def _transfer_refusal(command: Transfer, account: AccountState, customers: Customers, rules: RuleSettings) -> str | None:
-    if command.to_account == command.account:
-        return TRANSFER_TO_SELF
-    recipient = customers.get(command.to_account)
-    refusal = recipient_refusal(recipient, rules.customer)
-    if refusal is None and recipient is not None and recipient.currency != command.currency:
-        refusal = CURRENCY_MISMATCH
-    return refusal
-
-
-_LIFE_CYCLE_CHECKS: Final[dict[type, Callable[..., str | None]]] = {
-    Capture: _capture_refusal,
-    Void: _void_refusal,
-    Refund: _refund_refusal,
-    Transfer: _transfer_refusal,
-}
-
-
-# --- stages 5 and 6: limits, funds and review ---------------------------------------------
-
-
-def _limit_breaches(
-    amount: int, ts: int, account: AccountState, customer: CustomerStatus | None, rules: RuleSettings
-) -> list[str]:
-    """Every limit or funds rule a debit breaks, in the contract's order."""
-    breaches = []
-    if exceeds_single_limit(amount, customer, rules.single_limit):
-        breaches.append(SINGLE_LIMIT_EXCEEDED)
-    if exceeds_daily_limit(amount, ts, account, customer, rules.daily_limit, rules.duplicate.horizon_ms):
-        breaches.append(DAILY_LIMIT_EXCEEDED)
-    if exceeds_funds(amount, account, rules.funds):
-        breaches.append(INSUFFICIENT_FUNDS)
-    return breaches
-
-
-def _authorize(
-    command: Authorize, account: AccountState, customer: CustomerStatus | None, rules: RuleSettings, source: SourcePosition
-) -> Outcome:
+def _authorize(command: Authorize, account: AccountState, customer: CustomerStatus | None, customers: Customers,
+               rules: RuleSettings, source: SourcePosition) -> Outcome:
     """Stages 5–7 for an authorization, with its window bookkeeping (the windows hold earlier card uses only)."""
     ts = command.ts
+    amount = command.amount
     horizon_ms = rules.duplicate.horizon_ms
-    breaches = _limit_breaches(command.amount, ts, account, customer, rules)
+    velocity_window_ms = rules.velocity.window_ms
+    breaches = _limit_breaches(amount, ts, account, customer, rules)
     if breaches:
-        record_card_use(account, command.country, ts, rules.velocity.window_ms, horizon_ms)
-        return Outcome(_decision(command, account, source, "declined", breaches))
-    alerts = [
-        alert
-        for alert in (
-            velocity_alert(command, account, rules.velocity, horizon_ms),
-            travel_alert(command, account, rules.impossible_travel),
-        )
-        if alert is not None
-    ]
-    record_card_use(account, command.country, ts, rules.velocity.window_ms, horizon_ms)
-    if alerts:
+        record_card_use(account, command.country, ts, velocity_window_ms, horizon_ms)
+        return _declined(command, account, source, breaches)
+    velocity = velocity_alert(command, account, rules.velocity, horizon_ms)
+    travel = travel_alert(command, account, rules.impossible_travel)
+    record_card_use(account, command.country, ts, velocity_window_ms, horizon_ms)
+    if velocity is not None or travel is not None:
+        alerts = [alert for alert in (velocity, travel) if alert is not None]
         return Outcome(
             _decision(command, account, source, "review", [alert.rule for alert in alerts]),
             alerts=tuple(_fraud_alert(command, alert) for alert in alerts),
         )
-    record_debit(account, ts, command.amount, rules.daily_limit.window_ms, horizon_ms)
-    return _EFFECTS[Authorize](command, account, source)
+    record_debit(account, ts, amount, rules.daily_limit.window_ms, horizon_ms)
+    account.held += amount  # approved: a hold, no money moves yet
+    account.authorizations[command.payment_id] = [amount, OPEN, 0, 0]
+    return _approved(command, account, source, (), completed=False)
 
 
-# --- effects of an approved command ---------------------------------------------------------
-
-
-def _deposit(command: Deposit, account: AccountState, source: SourcePosition) -> Outcome:
-    account.posted += command.amount
-    return _money_moved(command, account, source, (_ledger_entry(command, command.account, "credit"),), completed=True)
-
-
-def _hold(command: Authorize, account: AccountState, source: SourcePosition) -> Outcome:
-    account.held += command.amount
-    account.authorizations[command.payment_id] = [command.amount, OPEN, 0, 0]
-    return _money_moved(command, account, source, (), completed=False)
-
-
-def _capture(command: Capture, account: AccountState, source: SourcePosition) -> Outcome:
-    authorization = account.authorizations[command.auth_id]
+def _capture(command: Capture, account: AccountState, customer: CustomerStatus | None, customers: Customers,
+             rules: RuleSettings, source: SourcePosition) -> Outcome:
+    """Close an open authorization: debit at most its hold, release the rest."""
+    authorization = account.authorizations.get(command.auth_id)
+    if authorization is None:
+        return _declined(command, account, source, [UNKNOWN_AUTHORIZATION])
+    if authorization[STATE] != OPEN:
+        return _declined(command, account, source, [AUTHORIZATION_CLOSED])
+    if command.amount > authorization[HELD]:
+        return _declined(command, account, source, [CAPTURE_EXCEEDS_HOLD])
     account.held -= authorization[HELD]  # the rest of the hold is released
     account.posted -= command.amount
     authorization[STATE] = CAPTURED
     authorization[CAPTURED_AMOUNT] = command.amount
-    return _money_moved(command, account, source, (_ledger_entry(command, command.account, "debit"),), completed=True)
+    return _approved(command, account, source, (_ledger_entry(command, command.account, "debit"),), completed=True)
 
 
-def _void(command: Void, account: AccountState, source: SourcePosition) -> Outcome:
-    authorization = account.authorizations[command.auth_id]
+def _void(command: Void, account: AccountState, customer: CustomerStatus | None, customers: Customers,
+          rules: RuleSettings, source: SourcePosition) -> Outcome:
+    """Release the whole hold of an open authorization (`amount` is informational)."""
+    authorization = account.authorizations.get(command.auth_id)
+    if authorization is None:
+        return _declined(command, account, source, [UNKNOWN_AUTHORIZATION])
+    if authorization[STATE] != OPEN:
+        return _declined(command, account, source, [AUTHORIZATION_CLOSED])
     account.held -= authorization[HELD]
     authorization[STATE] = VOIDED
-    return _money_moved(command, account, source, (), completed=False)
+    return _approved(command, account, source, (), completed=False)
 
 
-def _refund(command: Refund, account: AccountState, source: SourcePosition) -> Outcome:
+def _refund(command: Refund, account: AccountState, customer: CustomerStatus | None, customers: Customers,
+            rules: RuleSettings, source: SourcePosition) -> Outcome:
+    """Credit back part or all of what a captured authorization took."""
+    authorization = account.authorizations.get(command.auth_id)
+    if authorization is None:
+        return _declined(command, account, source, [UNKNOWN_AUTHORIZATION])
+    if authorization[STATE] != CAPTURED:
+        return _declined(command, account, source, [AUTHORIZATION_NOT_CAPTURED])
+    if authorization[REFUNDED] + command.amount > authorization[CAPTURED_AMOUNT]:
+        return _declined(command, account, source, [REFUND_EXCEEDS_CAPTURED])
     account.posted += command.amount
-    account.authorizations[command.auth_id][REFUNDED] += command.amount
-    return _money_moved(command, account, source, (_ledger_entry(command, command.account, "credit"),), completed=True)
+    authorization[REFUNDED] += command.amount
+    return _approved(command, account, source, (_ledger_entry(command, command.account, "credit"),), completed=True)
 
 
-def _transfer(command: Transfer, account: AccountState, source: SourcePosition) -> Outcome:
+def _transfer(command: Transfer, account: AccountState, customer: CustomerStatus | None, customers: Customers,
+              rules: RuleSettings, source: SourcePosition) -> Outcome:
+    """Debit the sender now; the recipient's credit travels through the credits topic."""
+    refusal = _transfer_refusal(command, customers, rules)
+    if refusal is not None:
+        return _declined(command, account, source, [refusal])
+    breaches = _limit_breaches(command.amount, command.ts, account, customer, rules)
+    if breaches:
+        return _declined(command, account, source, breaches)
+    record_debit(account, command.ts, command.amount, rules.daily_limit.window_ms, rules.duplicate.horizon_ms)
     account.posted -= command.amount
-    outcome = _money_moved(
+    outcome = _approved(
         command,
         account,
         source,
@@ -310,9 +259,9 @@ def _transfer(command: Transfer, account: AccountState, source: SourcePosition) 
     return outcome
 
 
-_EFFECTS: Final[dict[type, Callable[..., Outcome]]] = {
+_DECIDE_BY_TYPE: Final[dict[type, Callable[..., Outcome]]] = {
     Deposit: _deposit,
-    Authorize: _hold,
+    Authorize: _authorize,
     Capture: _capture,
     Void: _void,
     Refund: _refund,
@@ -320,12 +269,35 @@ _EFFECTS: Final[dict[type, Callable[..., Outcome]]] = {
 }
 
 
+def _transfer_refusal(command: Transfer, customers: Customers, rules: RuleSettings) -> str | None:
+    """Stage 4 of a transfer: the recipient must be someone else, allowed, in the same currency."""
+    if command.to_account == command.account:
+        return TRANSFER_TO_SELF
+    recipient = customers.get(command.to_account)
+    refusal = recipient_refusal(recipient, rules.customer)
+    if refusal is None and recipient is not None and recipient.currency != command.currency:
+        refusal = CURRENCY_MISMATCH
+    return refusal
+
+
+def _limit_breaches(
+    amount: int, ts: int, account: AccountState, customer: CustomerStatus | None, rules: RuleSettings
+) -> list[str]:
+    """Stage 5: every limit or funds rule a debit breaks, in the contract's order."""
+    breaches = []
+    if exceeds_single_limit(amount, customer, rules.single_limit):
+        breaches.append(SINGLE_LIMIT_EXCEEDED)
+    if exceeds_daily_limit(amount, ts, account, customer, rules.daily_limit, rules.duplicate.horizon_ms):
+        breaches.append(DAILY_LIMIT_EXCEEDED)
+    if exceeds_funds(amount, account, rules.funds):
+        breaches.append(INSUFFICIENT_FUNDS)
+    return breaches
+
+
 # --- the records -----------------------------------------------------------------------------
 
 
-def _money_moved(
-    command: Command, account: AccountState, source: SourcePosition, ledger: tuple[LedgerEntry, ...], completed: bool
-) -> Outcome:
+def _approved(command: Command, account: AccountState, source: SourcePosition, ledger: tuple[LedgerEntry, ...], completed: bool) -> Outcome:
     """The outcome of an approved command: decision, ledger, the new balance and maybe the completed fact."""
     if not account.currency:
         account.currency = command.currency  # the customer's currency (stage 3); set once
@@ -347,6 +319,11 @@ def _money_moved(
         balance=_balance(account, command.account, command.ts, command.payment_id),
         completed=fact,
     )
+
+
+def _declined(command: Command, account: AccountState, source: SourcePosition, reasons: list[str]) -> Outcome:
+    """The outcome of a declined command: its decision only."""
+    return Outcome(_decision(command, account, source, "declined", reasons))
 
 
 def _decision(command: Command, account: AccountState, source: SourcePosition, decision: str, reasons: list[str]) -> PaymentDecision:

@@ -64,6 +64,7 @@ class InboundRecord:
 OutboundRecord = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 MISROUTED: Final = "misrouted"
+_DUPLICATE_COUNT: Final = ("duplicate",)
 _DECISION_COUNTS: Final = {decision: ("decision", decision) for decision in ("approved", "declined", "review")}
 
 
@@ -107,52 +108,61 @@ class TaskProcessor:
 
     def _command(self, record: InboundRecord, out: list[OutboundRecord]) -> None:
         """Decide one `payments` record, or dead-letter it."""
-        command = decode_command(record.key(), record.value())
+        key = record.key()
+        command = decode_command(key, record.value())
         if type(command) is Malformed:
             self._dead_letter(record, command.reason, command.error, out)
             return
         account_id = command.account  # type: ignore[union-attr]
+        partition = record.partition()
         home = self._home_partition.get(account_id)
         if home is None:
-            home = self._home_partition[account_id] = partition_for(record.key(), self._partitions)  # type: ignore[arg-type]
-        if home != record.partition():
-            self._dead_letter(
-                record, MISROUTED, f"key {account_id!r} hashes to partition {home}, not {record.partition()}", out
-            )
+            home = self._home_partition[account_id] = partition_for(key, self._partitions)  # type: ignore[arg-type]
+        if home != partition:
+            self._dead_letter(record, MISROUTED, f"key {account_id!r} hashes to partition {home}, not {partition}", out)
             return
-        account = self.accounts.get(account_id)
+        accounts = self.accounts
+        account = accounts.get(account_id)
         if account is None:
-            account = self.accounts[account_id] = AccountState()
+            account = accounts[account_id] = AccountState()
         outcome = decide(
             command,  # type: ignore[arg-type]
             account,
             self.customers,
             self._rules,
-            SourcePosition(record.topic(), record.partition(), record.offset()),
+            SourcePosition(self._payments, partition, record.offset()),
         )
         decision = outcome.decision
         counts = self.counts
         if decision is None:
-            counts[("duplicate",)] += 1
+            counts[_DUPLICATE_COUNT] += 1
             return
         self.changed.add(account_id)
-        key = record.key()
-        out.append((self._decisions, key, encode(decision), None))
+        append = out.append
+        append((self._decisions, key, encode(decision), None))
         counts[_DECISION_COUNTS[decision.decision]] += 1
-        for reason in decision.reasons:
-            counts[("reason", reason)] += 1
-        for entry in outcome.ledger:
-            out.append((self._ledger, key if entry.account == account_id else entry.account.encode(), encode(entry), None))
-        if outcome.balance is not None:
-            out.append((self._balances, key, encode(outcome.balance), None))
-        for alert in outcome.alerts:
-            out.append((self._alerts, key, encode(alert), None))
-            counts[("alert", alert.rule)] += 1
-        if outcome.completed is not None:
-            out.append((self._completed, key, encode(outcome.completed), None))
+        reasons = decision.reasons
+        if reasons:
+            for reason in reasons:
+                counts[("reason", reason)] += 1
+        ledger = outcome.ledger
+        if ledger:
+            for entry in ledger:
+                append((self._ledger, key if entry.account == account_id else entry.account.encode(), encode(entry), None))
+        balance = outcome.balance
+        if balance is not None:
+            append((self._balances, key, encode(balance), None))
+        alerts = outcome.alerts
+        if alerts:
+            for alert in alerts:
+                append((self._alerts, key, encode(alert), None))
+                counts[("alert", alert.rule)] += 1
+        completed = outcome.completed
+        if completed is not None:
+            append((self._completed, key, encode(completed), None))
         credit = outcome.credit
         if credit is not None:
-            out.append((self._credits, credit.account.encode(), encode(credit), None))
+            append((self._credits, credit.account.encode(), encode(credit), None))
 
     def _credit(self, record: InboundRecord, out: list[OutboundRecord]) -> None:
         """Land one transfer's credit on its recipient (paystream wrote it: a bad one is a broken invariant)."""
