@@ -366,6 +366,7 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
         raise ValueError(f"unknown systems: {', '.join(unknown)} (known: {', '.join(PEERS)})")
     run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:4]  # unique even for runs in the same second
     started = time.time()
+    load_at_start = os.getloadavg()
     rows = []
     recovery: dict[str, Any] | None = None
     try:
@@ -389,6 +390,8 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
         "commit_ms": plan.commit_ms,
         "latency_s": plan.latency_s,
         "cpu_count": os.cpu_count(),
+        "load_average_at_start": load_at_start,  # 1, 5, 15 min: how busy the shared machine was
+        "load_average_at_end": os.getloadavg(),
         "note": "one run on a shared 2-core machine (broker, harness and system on the same cores): "
                 "figures are noisy, compare only within one run; items_per_s includes each system's startup",
         "systems": rows,

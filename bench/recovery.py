@@ -8,9 +8,11 @@
 3. Twice, once with the local snapshot cache and once with the snapshot directory deleted
    (a full changelog restore): `kill -9` the process, restart it at once, and measure
    - kill → the group's first new committed offset on `payments`;
+   - kill → every `decisions` partition's last stable offset (LSO) is at or past its end at the
+     kill: the dead process's open transaction is aborted and no longer holds back
+     `read_committed` readers (a transaction left open blocks them until it times out);
    - kill → the first decision of a payment produced after the kill that a `read_committed`
-     consumer sees, and → such a decision on every partition: the dead process's open
-     transaction (which precedes them on every partition) no longer blocks readers;
+     consumer sees, and → such a decision on every partition;
    - restore: records and keys/s from the workers' "restored" log lines, "task open" seconds,
      and the restarted process's peak RSS.
 """
@@ -163,13 +165,14 @@ def kill_and_recover(settings: Settings, workers: Any, probe: CommittedProbe, lo
     stable = StableOffsets(settings)
     try:
         log_offset = log.stat().st_size
-        written = stable.ends(committed_only=False)  # the dead process's open transaction lies below these
         workers.kill(0)
         killed = time.monotonic()
         kill_ms = time.time() * 1000
         if not with_snapshot:
             shutil.rmtree(snapshot_dir, ignore_errors=True)
         workers.start()
+        # everything the dead process wrote lies below these ends (the new one needs seconds to start)
+        written = stable.ends(committed_only=False)
         # a commit the dead process had already sent may still complete at the coordinator: take the
         # baseline a little after the kill (a new process needs well over a second to import and open)
         committed_at_kill = probe.total()
