@@ -92,77 +92,69 @@ class TaskProcessor:
         self._home_partition: dict[str, int] = {}  # account → the partition its key hashes to
 
     def process(self, records: list[InboundRecord]) -> list[OutboundRecord]:
-        """Process `records` in order; returns what to write, in order, in this task's transaction."""
+        """Process `records` in order; returns what to write, in order, in this task's transaction.
+
+        The per-command path is written out in this one loop, with everything it reuses bound
+        once per batch: at tens of thousands of commands a second, each call and attribute
+        lookup saved is measurable.
+        """
         out: list[OutboundRecord] = []
-        payments = self._payments
-        credits = self._credits
+        append = out.append
+        payments, credits = self._payments, self._credits
+        decisions, ledger_topic, balances, alerts_topic, completed_topic = (
+            self._decisions, self._ledger, self._balances, self._alerts, self._completed)
+        accounts, customers, rules, counts = self.accounts, self.customers, self._rules, self.counts
+        home_partition, partitions, mark_changed = self._home_partition, self._partitions, self.changed.add
         for record in records:
             topic = record.topic()
-            if topic == payments:
-                self._command(record, out)
-            elif topic == credits:
+            if topic != payments:
+                if topic != credits:
+                    raise ValueError(f"a task of {payments!r} got a record from {topic!r}")
                 self._credit(record, out)
-            else:
-                raise ValueError(f"a task of {payments!r} got a record from {topic!r}")
+                continue
+            key = record.key()
+            command = decode_command(key, record.value())
+            if type(command) is Malformed:
+                self._dead_letter(record, command.reason, command.error, out)
+                continue
+            account_id = command.account  # type: ignore[union-attr]
+            partition = record.partition()
+            home = home_partition.get(account_id)
+            if home is None:
+                home = home_partition[account_id] = partition_for(key, partitions)  # type: ignore[arg-type]
+            if home != partition:
+                self._dead_letter(record, MISROUTED, f"key {account_id!r} hashes to partition {home}, not {partition}", out)
+                continue
+            account = accounts.get(account_id)
+            if account is None:
+                account = accounts[account_id] = AccountState()
+            outcome = decide(
+                command, account, customers, rules, SourcePosition(payments, partition, record.offset())  # type: ignore[arg-type]
+            )
+            decision = outcome.decision
+            if decision is None:
+                counts[_DUPLICATE_COUNT] += 1
+                continue
+            mark_changed(account_id)
+            append((decisions, key, encode(decision), None))
+            counts[_DECISION_COUNTS[decision.decision]] += 1
+            if decision.reasons:
+                for reason in decision.reasons:
+                    counts[("reason", reason)] += 1
+            for entry in outcome.ledger:  # a transfer's credit entry is keyed by its recipient
+                append((ledger_topic, key if entry.account == account_id else entry.account.encode(), encode(entry), None))
+            if outcome.balance is not None:
+                append((balances, key, encode(outcome.balance), None))
+            if outcome.alerts:
+                for alert in outcome.alerts:
+                    append((alerts_topic, key, encode(alert), None))
+                    counts[("alert", alert.rule)] += 1
+            if outcome.completed is not None:
+                append((completed_topic, key, encode(outcome.completed), None))
+            credit = outcome.credit
+            if credit is not None:
+                append((credits, credit.account.encode(), encode(credit), None))
         return out
-
-    def _command(self, record: InboundRecord, out: list[OutboundRecord]) -> None:
-        """Decide one `payments` record, or dead-letter it."""
-        key = record.key()
-        command = decode_command(key, record.value())
-        if type(command) is Malformed:
-            self._dead_letter(record, command.reason, command.error, out)
-            return
-        account_id = command.account  # type: ignore[union-attr]
-        partition = record.partition()
-        home = self._home_partition.get(account_id)
-        if home is None:
-            home = self._home_partition[account_id] = partition_for(key, self._partitions)  # type: ignore[arg-type]
-        if home != partition:
-            self._dead_letter(record, MISROUTED, f"key {account_id!r} hashes to partition {home}, not {partition}", out)
-            return
-        accounts = self.accounts
-        account = accounts.get(account_id)
-        if account is None:
-            account = accounts[account_id] = AccountState()
-        outcome = decide(
-            command,  # type: ignore[arg-type]
-            account,
-            self.customers,
-            self._rules,
-            SourcePosition(self._payments, partition, record.offset()),
-        )
-        decision = outcome.decision
-        counts = self.counts
-        if decision is None:
-            counts[_DUPLICATE_COUNT] += 1
-            return
-        self.changed.add(account_id)
-        append = out.append
-        append((self._decisions, key, encode(decision), None))
-        counts[_DECISION_COUNTS[decision.decision]] += 1
-        reasons = decision.reasons
-        if reasons:
-            for reason in reasons:
-                counts[("reason", reason)] += 1
-        ledger = outcome.ledger
-        if ledger:
-            for entry in ledger:
-                append((self._ledger, key if entry.account == account_id else entry.account.encode(), encode(entry), None))
-        balance = outcome.balance
-        if balance is not None:
-            append((self._balances, key, encode(balance), None))
-        alerts = outcome.alerts
-        if alerts:
-            for alert in alerts:
-                append((self._alerts, key, encode(alert), None))
-                counts[("alert", alert.rule)] += 1
-        completed = outcome.completed
-        if completed is not None:
-            append((self._completed, key, encode(completed), None))
-        credit = outcome.credit
-        if credit is not None:
-            append((self._credits, credit.account.encode(), encode(credit), None))
 
     def _credit(self, record: InboundRecord, out: list[OutboundRecord]) -> None:
         """Land one transfer's credit on its recipient (paystream wrote it: a bad one is a broken invariant)."""
