@@ -14,9 +14,12 @@ import tempfile
 import venv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from bench.workload import BenchTopics
+
+if TYPE_CHECKING:
+    from paystream.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -153,7 +156,7 @@ def paystream_settings_env(spec: RunSpec) -> dict[str, str]:
     }
 
 
-def paystream_run_settings(spec: RunSpec):  # -> paystream.settings.Settings
+def paystream_run_settings(spec: RunSpec) -> "Settings":
     """The settings the engine will load for `spec` (the harness uses them to load and to probe)."""
     from paystream.settings import load
 
