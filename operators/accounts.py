@@ -86,9 +86,10 @@ def remember_payment(account: AccountState, payment_id: str, ts: int, horizon_ms
     An id counts as remembered while its `ts >= newest_ts - horizon_ms` (the check is
     `operators.rules.is_duplicate`).
     """
-    if ts > account.newest_ts:
-        account.newest_ts = ts
-    oldest_kept = account.newest_ts - horizon_ms
+    newest_ts = account.newest_ts
+    if ts > newest_ts:
+        account.newest_ts = newest_ts = ts
+    oldest_kept = newest_ts - horizon_ms
     ids = account.payment_ids
     if ts < oldest_kept:  # already past the horizon: forgotten as soon as remembered
         ids.pop(payment_id, None)
@@ -104,7 +105,8 @@ def remember_payment(account: AccountState, payment_id: str, ts: int, horizon_ms
 
 def _window_floor(account: AccountState, ts: int, window_ms: int, horizon_ms: int) -> int:
     """Entries at or before this time do not count for a command at `ts` (see the RULES.md clarifications)."""
-    return max(ts, account.newest_ts - horizon_ms) - window_ms
+    oldest_kept = account.newest_ts - horizon_ms
+    return (ts if ts > oldest_kept else oldest_kept) - window_ms  # max() without a builtin call: hot path
 
 
 def daily_spend(account: AccountState, ts: int, window_ms: int, horizon_ms: int) -> int:
