@@ -111,7 +111,7 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     epoch_interval_ms: int = 1_000
     # local state snapshots (a cache; Kafka's changelog is the truth)
     snapshot_dir: str = ".paystream/snapshots"
-    snapshot_every_epochs: int = 30
+    snapshot_every_epochs: int = 5
     max_batch: int = 5_000
     # per task: records read but not yet processed (backpressure; bounds an epoch's work)
     max_in_flight: int = 5_000

@@ -108,21 +108,13 @@ def restore_accounts(
     started = time.perf_counter()
     seen = 0
     last_report = started
+    # An uncompacted changelog holds one record per account per commit that changed it:
+    # keep only the latest raw value per key while reading, and decode each account once.
+    latest: dict[bytes, bytes | None] = {}
 
     def fold(batch: list) -> None:
         nonlocal seen, last_report
-        keys = [message.key() for message in batch]
-        values = [message.value() for message in batch]
-        if None in values:  # a tombstone: rare, so the slow path is fine
-            for key, value in zip(keys, values):
-                if value is None:
-                    accounts.pop(key.decode(), None)
-                else:
-                    accounts[key.decode()] = decode_many(_array_header(1) + value)[0]
-        else:
-            # one msgpack array of every value in the batch: one C call decodes them all
-            states = decode_many(_array_header(len(values)) + b"".join(values))
-            accounts.update(zip([key.decode() for key in keys], states))
+        latest.update([(message.key(), message.value()) for message in batch])
         seen += len(batch)
         now = time.perf_counter()
         if now - last_report >= 2.0:
@@ -130,6 +122,15 @@ def restore_accounts(
             last_report = now
 
     next_offset = read_partition_to_end(settings, settings.changelog_topic, partition, start_offset, fold)
+    for key in [key for key, value in latest.items() if value is None]:  # tombstones
+        accounts.pop(key.decode(), None)
+        del latest[key]
+    keys = list(latest)
+    for chunk in range(0, len(keys), 50_000):
+        part = keys[chunk:chunk + 50_000]
+        # one msgpack array of many values: one C call decodes them all
+        states = decode_many(_array_header(len(part)) + b"".join([latest[key] for key in part]))  # type: ignore[misc]
+        accounts.update(zip([key.decode() for key in part], states))
     seconds = time.perf_counter() - started
     result = RestoreResult(seen, len(accounts), next_offset, seconds)
     log.info("restored", records=seen, accounts=len(accounts), from_offset=start_offset,
