@@ -524,10 +524,11 @@ def test_a_rescale_from_two_to_three_pods_mid_stream_stays_exactly_once(helm: Pa
 
     # small batches, so that a task's work spans several epochs (transactions) and the rescale
     # lands while some of it is committed and some is not
-    settings = make_settings(partitions=4, engine={"max_batch": 100})
+    settings = make_settings(partitions=4, engine={"max_batch": 100, "max_in_flight": 200})
     workdir = tmp_path / "workdir"
     workdir.mkdir()
-    summary = produce_traffic(settings, accounts=300, payments=4_000, seed=12, bad_ratio=0.02, progress=False)
+    # enough work for several epochs (1 s each), so the rescale lands with work left to move
+    summary = produce_traffic(settings, accounts=2_000, payments=40_000, seed=12, bad_ratio=0.02, progress=False)
     payments = summary.records["payments"]
 
     before = launch(render(helm, tmp_path, values_for(settings, replicas=2)), settings, tmp_path, workdir, "two")
