@@ -48,6 +48,14 @@ RESTART_POLICY = ("a killed or dead process is restarted at once; with more than
 MAX_DEATHS_WITHOUT_PROGRESS = 8
 
 
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory where it lies under it (reports get committed)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 class ChaosError(RuntimeError):
     """The chaos run could not be carried out (not: the engine failed the audit)."""
 
@@ -394,7 +402,7 @@ class ChaosRun:
                 "accounts": plan.accounts, "seed": plan.seed, "bad_ratio": plan.bad_ratio,
                 "fault_chances": dict(plan.fault_chances), "wait_s": list(plan.wait_s),
                 "unsafe_offsets_outside_transaction": self.settings.engine.unsafe_offsets_outside_transaction,
-                "log_dir": str(self.log_dir),
+                "log_dir": _relative(self.log_dir),
             },
             "restart_policy": RESTART_POLICY,
             "kills": len(kills),
