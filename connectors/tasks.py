@@ -135,7 +135,8 @@ class TaskRuntime:
         )
         self.producer = TaskProducer(settings, self.task_id, self.consumer.consumer_group_metadata())
         self.producer.init()  # 1. fence zombies
-        committed = self.consumer.committed(self.inputs, timeout=60)  # 2. committed input offsets
+        consumer = self.consumer
+        committed = clients.while_settling(lambda: consumer.committed(self.inputs, timeout=60))  # 2. committed offsets
         for tp in committed:
             if tp.error is not None:
                 raise RuntimeError(f"task {self.task_id}: cannot read committed offset of {tp.topic}: {tp.error}")

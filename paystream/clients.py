@@ -7,9 +7,12 @@ tasks rely on `payments` and the internal credits topic being co-partitioned by 
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable, TypeVar
 
 from paystream.settings import Settings
+
+T = TypeVar("T")
 
 
 def _base(settings: Settings) -> dict[str, Any]:
@@ -50,3 +53,26 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
 def admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """An admin client (topic creation and inspection) for the configured cluster."""
     return {**_base(settings), **extra}
+
+
+_SETTLING = {"NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE",
+             "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "UNKNOWN_TOPIC_OR_PART", "_TIMED_OUT",
+             "_TRANSPORT", "REQUEST_TIMED_OUT", "UNSTABLE_OFFSET_COMMIT"}
+
+
+def while_settling(call: Callable[[], T], timeout: float = 60.0) -> T:
+    """`call()`, retried while the cluster settles (a fresh broker loading its group coordinator,
+    a partition without a leader yet): errors a client should wait out, not die of."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as error:
+            kafka_error = error.args[0]
+            name = kafka_error.name() if hasattr(kafka_error, "name") else ""
+            retriable = name in _SETTLING or (hasattr(kafka_error, "retriable") and kafka_error.retriable())
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

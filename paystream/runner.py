@@ -166,11 +166,12 @@ class LagProbe:
         which no `read_committed` reader ever sees, so a small lag is counted exactly by
         reading what is really there after the group's position.
         """
-        committed = self._consumer.committed(self.partitions, timeout=30)
+        committed = clients.while_settling(lambda: self._consumer.committed(self.partitions, timeout=30))
         done = lag = 0
         exact: list[TopicPartition] = []
         for tp in committed:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
+            where = TopicPartition(tp.topic, tp.partition)
+            low, high = clients.while_settling(lambda: self._consumer.get_watermark_offsets(where, timeout=30))
             position = tp.offset if tp.offset >= 0 else low
             done += max(0, position - low)
             if high - position > 10_000:
@@ -200,7 +201,8 @@ class LagProbe:
             reader.close()
 
     def payments_committed(self) -> int:
-        committed = self._consumer.committed(self.partitions[: self.settings.kafka.partitions], timeout=30)
+        payments = self.partitions[: self.settings.kafka.partitions]
+        committed = clients.while_settling(lambda: self._consumer.committed(payments, timeout=30))
         return sum(max(0, tp.offset) for tp in committed)
 
     def close(self) -> None:

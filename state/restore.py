@@ -32,21 +32,9 @@ class RestoreResult(msgspec.Struct, frozen=True):
 
 
 def watermarks(consumer: Consumer, partition: TopicPartition, timeout: float = 60.0) -> tuple[int, int]:
-    """(low, high) offsets of a partition, retrying while the cluster settles.
-
-    Right after a topic is created, or while a leader moves, brokers answer
-    NOT_LEADER_FOR_PARTITION or UNKNOWN_TOPIC_OR_PART for a while: retriable, not fatal.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return consumer.get_watermark_offsets(partition, timeout=10, cached=False)
-        except KafkaException as error:
-            if time.monotonic() > deadline:
-                raise
-            logs.get("restore").info("waiting for partition leader", topic=partition.topic,
-                                     partition=partition.partition, error=str(error.args[0]))
-            time.sleep(0.2)
+    """(low, high) offsets of a partition, retried while the cluster settles (right after a topic
+    is created, or while a leader moves, brokers answer NOT_LEADER_FOR_PARTITION for a while)."""
+    return clients.while_settling(lambda: consumer.get_watermark_offsets(partition, timeout=10, cached=False), timeout)
 
 
 def read_partition_to_end(
