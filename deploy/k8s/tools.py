@@ -14,7 +14,6 @@ package ships (the `test` extra), so nothing here needs a cluster or the network
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
@@ -22,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 HELM_VERSION = "v3.22.0"
 HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
@@ -38,8 +36,10 @@ class ToolError(RuntimeError):
 
 
 def home() -> Path:
-    """The cache root: `$PAYSTREAM_HOME`, default `~/.cache/paystream` (as deploy/local uses)."""
-    return Path(os.environ.get("PAYSTREAM_HOME") or Path.home() / ".cache" / "paystream").expanduser()
+    """The cache root, shared with deploy/local: `$PAYSTREAM_HOME`, default `~/.cache/paystream`."""
+    from deploy.local.cluster import home as cluster_home
+
+    return cluster_home()
 
 
 def helm_path(root: Path | None = None, version: str = HELM_VERSION) -> Path:
@@ -47,16 +47,11 @@ def helm_path(root: Path | None = None, version: str = HELM_VERSION) -> Path:
     return (root or home()) / "tools" / f"helm-{version}" / "bin" / "helm"
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def _locked(directory: Path) -> contextlib.AbstractContextManager[None]:
     """One build at a time across processes (two pytest sessions may ask at once)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "tools.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    from deploy.local.cluster import file_lock
+
+    return file_lock(directory / "tools.lock")
 
 
 def _ldflags(version: str) -> str:

@@ -136,15 +136,20 @@ def _state_file(root: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Serialise up/down/start across processes (pytest sessions and CLIs may race)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "cluster.lock", "w") as lock:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created with its folder) across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _locked(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialise up/down/start across processes (pytest sessions and CLIs may race)."""
+    return file_lock(root / "cluster.lock")
 
 
 def _size(root: Path) -> int | None:

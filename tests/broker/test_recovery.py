@@ -64,7 +64,7 @@ def drain(task: TaskRuntime, quiet_seconds: float = 1.5, first_record_within: fl
     without a record.
     """
     seen = 0
-    started = last = time.monotonic()
+    last = time.monotonic()
     while True:
         records = task.poll(2000)
         now = time.monotonic()
