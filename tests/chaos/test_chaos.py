@@ -72,7 +72,7 @@ def test_the_broken_build_with_offsets_committed_outside_the_transaction_loses_d
 
 @pytest.mark.timeout(300)
 def test_two_processes_killed_and_restarted_together_stay_exactly_once(make_settings: Any, tmp_path: Path) -> None:
-    settings = make_settings(partitions=4)
+    settings = make_settings(partitions=4, engine={"max_in_flight": 1_000})  # kills land mid-run, as above
     plan = ChaosPlan(kills=5, payments=80_000, accounts=3_000, processes=2, seed=3, wait_s=(0.05, 0.6))
 
     result = run_chaos(settings, plan, tmp_path)
