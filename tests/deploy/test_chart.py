@@ -528,7 +528,7 @@ def test_a_rescale_from_two_to_three_pods_mid_stream_stays_exactly_once(helm: Pa
     workdir = tmp_path / "workdir"
     workdir.mkdir()
     # enough work for several epochs (1 s each), so the rescale lands with work left to move
-    summary = produce_traffic(settings, accounts=2_000, payments=40_000, seed=12, bad_ratio=0.02, progress=False)
+    summary = produce_traffic(settings, accounts=6_000, payments=120_000, seed=12, bad_ratio=0.02, progress=False)
     payments = summary.records["payments"]
 
     before = launch(render(helm, tmp_path, values_for(settings, replicas=2)), settings, tmp_path, workdir, "two")
