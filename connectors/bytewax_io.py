@@ -21,6 +21,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from connectors.tasks import TaskRegistry, TaskRuntime, task_ids
 from operators.task import InboundRecord
 from paystream.settings import Settings
+from state.customers import check_table
 
 TaskBatch = tuple[str, list[InboundRecord]]
 
@@ -40,11 +41,13 @@ class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
     def __init__(self, registry: TaskRegistry, task_id: str, max_batch: int) -> None:
         self._task_id = task_id
         self._opening = registry.opening(task_id)
+        self._customers = registry.customers()
         self._runtime: TaskRuntime | None = None
         self._max_batch = max_batch
         self._awake: Optional[datetime] = None
 
     def next_batch(self) -> list[TaskBatch]:
+        check_table(self._customers)  # a dead customer-table follower stops the worker: never decide on a frozen table
         if self._runtime is None:
             if not self._opening.done():
                 self._awake = datetime.now(timezone.utc) + _IDLE

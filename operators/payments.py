@@ -42,6 +42,7 @@ from operators.accounts import (
 )
 from operators.rules import (
     AUTHORIZATION_CLOSED,
+    AUTHORIZATION_EXISTS,
     AUTHORIZATION_NOT_CAPTURED,
     CAPTURE_EXCEEDS_HOLD,
     CURRENCY_MISMATCH,
@@ -161,7 +162,13 @@ def _deposit(command: Deposit, account: AccountState, customer: CustomerStatus |
 
 def _authorize(command: Authorize, account: AccountState, customer: CustomerStatus | None, customers: Customers,
                rules: RuleSettings, source: SourcePosition) -> Outcome:
-    """Stages 5–7 for an authorization, with its window bookkeeping (the windows hold earlier card uses only)."""
+    """Stages 4–7 for an authorization, with its window bookkeeping (the windows hold earlier card uses only).
+
+    Stage 4: an authorization is never overwritten. A re-sent `authorize` whose id the duplicate
+    horizon has forgotten would otherwise reopen a captured hold and let it be captured twice.
+    """
+    if command.payment_id in account.authorizations:
+        return _declined(command, account, source, [AUTHORIZATION_EXISTS])
     ts = command.ts
     amount = command.amount
     horizon_ms = rules.duplicate.horizon_ms

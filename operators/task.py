@@ -36,10 +36,12 @@ class InboundRecord:
     path); tests and in-memory runs build these instead.
     """
 
-    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value")
+    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value", "_timestamp")
 
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                 timestamp: int | None = None) -> None:
         self._topic, self._partition, self._offset, self._key, self._value = topic, partition, offset, key, value
+        self._timestamp = (NO_TIMESTAMP, -1) if timestamp is None else (CREATE_TIME, timestamp)
 
     def topic(self) -> str:
         return self._topic
@@ -56,6 +58,10 @@ class InboundRecord:
     def value(self) -> bytes | None:
         return self._value
 
+    def timestamp(self) -> tuple[int, int]:
+        """(kind, milliseconds), as `Message.timestamp()`: kind 0 means the record has none."""
+        return self._timestamp
+
     def __repr__(self) -> str:
         return f"InboundRecord({self._topic!r}, {self._partition}, {self._offset}, {self._key!r}, {self._value!r})"
 
@@ -64,6 +70,9 @@ class InboundRecord:
 OutboundRecord = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 MISROUTED: Final = "misrouted"
+TS_OUT_OF_RANGE: Final = "ts_out_of_range"
+NO_TIMESTAMP: Final = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
+CREATE_TIME: Final = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
 _DUPLICATE_COUNT: Final = ("duplicate",)
 _DECISION_COUNTS: Final = {decision: ("decision", decision) for decision in ("approved", "declined", "review")}
 
@@ -90,6 +99,9 @@ class TaskProcessor:
         self._credits = settings.credits_topic
         self._partitions = settings.kafka.partitions
         self._home_partition: dict[str, int] = {}  # account → the partition its key hashes to
+        # event time is bounded by the record's Kafka timestamp (deterministic on replay)
+        self._max_skew = settings.rules.event_time.max_skew_ms
+        self._max_lateness = settings.rules.event_time.max_lateness_ms
 
     def process(self, records: list[InboundRecord]) -> list[OutboundRecord]:
         """Process `records` in order; returns what to write, in order, in this task's transaction.
@@ -105,6 +117,7 @@ class TaskProcessor:
             self._decisions, self._ledger, self._balances, self._alerts, self._completed)
         accounts, customers, rules, counts = self.accounts, self.customers, self._rules, self.counts
         home_partition, partitions, mark_changed = self._home_partition, self._partitions, self.changed.add
+        max_skew, max_lateness = self._max_skew, self._max_lateness
         for record in records:
             topic = record.topic()
             if topic != payments:
@@ -116,6 +129,12 @@ class TaskProcessor:
             command = decode_command(key, record.value())
             if type(command) is Malformed:
                 self._dead_letter(record, command.reason, command.error, out)
+                continue
+            kind, stamp = record.timestamp()
+            ts = command.ts  # type: ignore[union-attr]
+            if kind != NO_TIMESTAMP and not stamp - max_lateness <= ts <= stamp + max_skew:
+                self._dead_letter(record, TS_OUT_OF_RANGE, f"ts {ts} is outside [{stamp - max_lateness}, "
+                                  f"{stamp + max_skew}] around the record's timestamp {stamp}", out)
                 continue
             account_id = command.account  # type: ignore[union-attr]
             partition = record.partition()

@@ -86,6 +86,20 @@ class DuplicateRule(Struct, kw_only=True, forbid_unknown_fields=True):
     horizon_ms: int = 7 * DAY_MS
 
 
+class EventTimeRule(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Bound a command's `ts` by its record's Kafka timestamp (deterministic on replay).
+
+    A command whose `ts` is more than `max_skew_ms` after its record's timestamp, or more than
+    `max_lateness_ms` before it, goes to the DLQ as `ts_out_of_range`: one producer clock in
+    microseconds must not move an account's event time (and so its duplicate horizon and its
+    windows) years ahead. Their sum must stay below the duplicate horizon, so that a re-sent
+    command old enough to be forgotten by the horizon is too late to be admitted at all.
+    """
+
+    max_skew_ms: int = 5 * 60_000
+    max_lateness_ms: int = DAY_MS
+
+
 class FundsRule(Struct, kw_only=True, forbid_unknown_fields=True):
     """Decline a debit above the available balance (`insufficient_funds`)."""
 
@@ -102,6 +116,7 @@ class RuleSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     customer: CustomerRule = msgspec.field(default_factory=CustomerRule)
     duplicate: DuplicateRule = msgspec.field(default_factory=DuplicateRule)
     funds: FundsRule = msgspec.field(default_factory=FundsRule)
+    event_time: EventTimeRule = msgspec.field(default_factory=EventTimeRule)
 
 
 class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -184,6 +199,21 @@ def load(config: str | Path | None = None, environ: Mapping[str, str] | None = N
     _merge(tree, _from_environ(environ))
     _merge(tree, overrides)
     try:
-        return msgspec.convert(tree, Settings, strict=False)
+        settings = msgspec.convert(tree, Settings, strict=False)
     except msgspec.ValidationError as error:
         raise SettingsError(f"invalid setting: {error}") from error
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    """Reject combinations of settings that would break a guarantee, naming the settings."""
+    rules = settings.rules
+    event_time = rules.event_time
+    if event_time.max_skew_ms < 0 or event_time.max_lateness_ms < 0:
+        raise SettingsError("rules.event_time.max_skew_ms and max_lateness_ms must be >= 0")
+    if event_time.max_skew_ms + event_time.max_lateness_ms >= rules.duplicate.horizon_ms:
+        raise SettingsError(
+            f"rules.event_time.max_skew_ms + max_lateness_ms ({event_time.max_skew_ms} + "
+            f"{event_time.max_lateness_ms}) must be below rules.duplicate.horizon_ms "
+            f"({rules.duplicate.horizon_ms}): a re-send the horizon forgot could be admitted again")

@@ -30,6 +30,7 @@ from paystream.wire import REASON_CODES, CustomerStatus
 
 TopicKind = Literal["customers", "payments"]
 Record = tuple[TopicKind, bytes | None, bytes | None]
+TimedRecord = tuple[TopicKind, bytes | None, bytes | None, int]  # ... and its Kafka timestamp (ms)
 
 # 2026-01-01T00:00:00Z: a fixed origin so that a seed alone determines every byte
 DEFAULT_START_TS: Final = 1_767_225_600_000
@@ -37,8 +38,9 @@ MEAN_GAP_MS: Final = 50
 MAX_OPEN_AUTHS: Final = 4  # bounded state per account: the generator's memory stays O(accounts)
 MAX_CAPTURED: Final = 4
 
-# `misrouted` is the engine's verdict on a partition, not something a record's bytes can carry
-MALFORMED_REASONS: Final = tuple(reason for reason in REASON_CODES if reason != "misrouted")
+# `misrouted` and `ts_out_of_range` are verdicts on a record's partition and Kafka timestamp,
+# not something its bytes can carry
+MALFORMED_REASONS: Final = tuple(reason for reason in REASON_CODES if reason not in ("misrouted", "ts_out_of_range"))
 
 # rates per new command (after the funding deposit an account gets on first use)
 DUPLICATE_RATE: Final = 0.01
@@ -153,6 +155,32 @@ class Traffic:
         run = _Run(self)
         yield from run.customer_records()
         yield from run.payment_records()
+
+    def timed(self) -> Iterator[TimedRecord]:
+        """The same records, each with the Kafka timestamp a producer living at event time gives it:
+        the generator's clock when the record is made (a late or re-sent command's `ts` lies before it).
+
+        >>> [(kind, timestamp) for kind, _, _, timestamp in Traffic(2, 1, seed=1, start_ts=1_000).timed()][-1]
+        ('payments', 1001)
+        """
+        run = _Run(self)
+        for kind, key, value in run.customer_records():
+            yield kind, key, value, run.ts
+        for kind, key, value in run.payment_records():
+            yield kind, key, value, run.ts
+
+
+def recent_start_ts(payments: int, now_ms: int) -> int:
+    """A start time that ends a run of `payments` commands shortly before `now_ms`.
+
+    Produced with their event times as Kafka timestamps, the records then look like recent
+    traffic: inside the brokers' retention and inside the engine's event-time bounds
+    (`rules.event_time`), however many payments there are.
+
+    >>> recent_start_ts(1_000, now_ms=10_000_000)
+    9885000
+    """
+    return now_ms - payments * MEAN_GAP_MS * 11 // 10 - 60_000
 
 
 class _Run:

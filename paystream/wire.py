@@ -113,6 +113,7 @@ REASON_CODES: Final = {
     "bad_country": "`country` is not two upper-case letters (ISO 3166 alpha-2)",
     "invalid_value": "a field's value is out of its allowed range (empty id, negative ts, ...)",
     "key_mismatch": "the record key is not the command's `account`",
+    "ts_out_of_range": "`ts` is more than `rules.event_time.max_skew_ms` after the record's Kafka timestamp, or more than `max_lateness_ms` before it",
     "misrouted": "the record is not in the partition its key hashes to (murmur2), so its account's state lives elsewhere",
 }
 

@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Struct
 
 from paystream.settings import RuleSettings
-from verify.model import ModelOutputs, replay_engine_order, split_payments
+from verify.model import ModelOutputs, event_time_bounds, replay_engine_order, split_payments
 from verify.validation import Command, InputRecord, classify_customer, customer_table
 
 # ---------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def audit(snapshot: Snapshot, rules: RuleSettings, distance_km: Callable[[str, s
     completed = _decode_all(snapshot.completed, CompletedSeen, readable)
 
     customers = customer_table([(r.key, r.value) for r in snapshot.customers])
-    commands, invalid = split_payments(snapshot.payments, snapshot.payment_partitions)
+    commands, invalid = split_payments(snapshot.payments, snapshot.payment_partitions, event_time_bounds(rules))
     model = replay_engine_order(commands, invalid, customers, rules, distance_km,
                                 credit_order(decisions, balances, commands))
 

@@ -194,6 +194,8 @@ class ReferenceModel:
         if customer is not None and command.currency != customer.currency:
             return "currency_mismatch"
         kind = command.type
+        if kind == "authorize" and command.payment_id in state.authorizations:
+            return "authorization_exists"  # never reopen or replace an authorization
         if kind in ("capture", "void", "refund"):
             authorization = state.authorizations.get(command.auth_id or "")
             if authorization is None:
@@ -389,12 +391,18 @@ class ReferenceModel:
 # ---------------------------------------------------------------------------------------
 
 
-def split_payments(payments: Iterable[InputRecord], partitions: int | None) -> tuple[list[Command], list[Invalid]]:
+def event_time_bounds(rules: RuleSettings) -> tuple[int, int]:
+    """`(max_skew_ms, max_lateness_ms)` of the rules, for `classify_payment`."""
+    return rules.event_time.max_skew_ms, rules.event_time.max_lateness_ms
+
+
+def split_payments(payments: Iterable[InputRecord], partitions: int | None,
+                   event_time: tuple[int, int] | None = None) -> tuple[list[Command], list[Invalid]]:
     """Validate the payments records: the commands in input order, and the dead letters."""
     commands: list[Command] = []
     invalid: list[Invalid] = []
     for record in payments:
-        verdict = classify_payment(record, partitions)
+        verdict = classify_payment(record, partitions, event_time)
         (commands if isinstance(verdict, Command) else invalid).append(verdict)  # type: ignore[arg-type]
     return commands, invalid
 
@@ -402,7 +410,7 @@ def split_payments(payments: Iterable[InputRecord], partitions: int | None) -> t
 def run_input_order(payments: Iterable[InputRecord], customers: dict[str, Customer], rules: RuleSettings,
                     distance_km: DistanceKm, partitions: int | None = None) -> ModelOutputs:
     """Every command in input order; each approved transfer's credit right after the transfer."""
-    commands, invalid = split_payments(payments, partitions)
+    commands, invalid = split_payments(payments, partitions, event_time_bounds(rules))
     model = ReferenceModel(rules, customers, distance_km)
     model.out.dead_letters = invalid
     for command in commands:
@@ -423,7 +431,7 @@ def run_engine_order(payments: Iterable[InputRecord], customers: dict[str, Custo
     has no commands left), and only after the model has decided its transfer. Owed credits
     the engine never applied are applied at the end, so final balances show the difference.
     """
-    commands, invalid = split_payments(payments, partitions)
+    commands, invalid = split_payments(payments, partitions, event_time_bounds(rules))
     return replay_engine_order(commands, invalid, customers, rules, distance_km, credit_order)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
 
 from paystream import logs
 from paystream.clients import consumer_config
@@ -74,8 +74,10 @@ def read_topics(settings: Settings, topics: Iterable[str], timeout_s: float = 60
                 if end is None or message.offset() >= end:
                     continue  # past the end fixed at the start: a later transaction
                 headers = message.headers()
+                kind, stamp = message.timestamp()
                 records[topic].append(InputRecord(topic, partition, message.offset(), message.key(), message.value(),
-                                                  tuple(headers) if headers else ()))
+                                                  tuple(headers) if headers else (),
+                                                  stamp if kind != TIMESTAMP_NOT_AVAILABLE else None))
                 if message.offset() + 1 >= end:
                     pending.pop((topic, partition), None)
             if not batch and pending:

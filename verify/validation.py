@@ -42,6 +42,7 @@ class InputRecord(Struct, frozen=True, gc=False):
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp: int | None = None  # the record's Kafka timestamp (ms), where it has one
 
 
 class Command(Struct, frozen=True, kw_only=True, gc=False):
@@ -209,9 +210,22 @@ def _body_problems(key: bytes | None, value: bytes | None) -> tuple[list[str], d
     return problems, body
 
 
-def classify_payment(record: InputRecord, partitions: int | None) -> Command | Invalid:
-    """Validate one `payments` record; `partitions` (when known) enables the `misrouted` check."""
+def classify_payment(record: InputRecord, partitions: int | None,
+                     event_time: tuple[int, int] | None = None) -> Command | Invalid:
+    """Validate one `payments` record; `partitions` (when known) enables the `misrouted` check,
+    `event_time = (max_skew_ms, max_lateness_ms)` the `ts_out_of_range` check against the
+    record's Kafka timestamp (where the record has one).
+
+    >>> good = b'{"v":1,"type":"deposit","payment_id":"p","account":"A","amount":5,"currency":"EUR","ts":5000}'
+    >>> classify_payment(InputRecord("payments", 0, 0, b"A", good, timestamp=1000), None, (3000, 9000)).problems
+    ('ts_out_of_range',)
+    >>> classify_payment(InputRecord("payments", 0, 0, b"A", good, timestamp=2000), None, (3000, 9000)).ts
+    5000
+    """
     problems, body = _body_problems(record.key, record.value)
+    if (event_time is not None and record.timestamp is not None and body is not None and not problems
+            and not record.timestamp - event_time[1] <= body["ts"] <= record.timestamp + event_time[0]):
+        problems.append("ts_out_of_range")
     if partitions and record.key is not None and payment_partition(record.key, partitions) != record.partition:
         problems.append("misrouted")
     if problems or body is None:

@@ -1,7 +1,9 @@
-"""`paystream chaos`: kill workers (and the partition-leader broker) at random, then audit.
+"""`paystream chaos`: kill workers (and the partition-leader broker) mid-run, then audit.
 
 Runs on fresh, unique topics and app id, so it never touches another run's data. Exits 0 iff
-the independent auditor (`paystream verify`) finds every invariant intact.
+the independent auditor (`paystream verify`) finds every invariant intact. By default the kills
+fire at committed progress, spread evenly over the payments (`--trigger progress`); the random
+waits of `--trigger time --wait MIN MAX` remain for runs that want kills at arbitrary moments.
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ import json
 import sys
 from typing import Any
 
+DEFAULT_WAIT = (0.3, 3.0)  # --trigger time: seconds
+TRIGGERS = ("progress", "time")  # paystream.chaos.TRIGGERS, not imported: parsing the command line stays light
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "chaos", help="kill -9 workers (and brokers) at random during a run, then verify exactly-once",
+        "chaos", help="kill -9 workers (and brokers) mid-run, then verify exactly-once",
         description="Produce --payments of generated traffic to fresh topics, run the payment flow, kill -9 a "
-                    "random worker --kills times (0.3-3 s apart, restarting it each time) with the commit-path "
-                    "fault points armed, optionally kill the broker leading payments[0] --broker-kills times "
-                    "(needs --brokers 3), wait until everything is committed and audit the outputs. "
+                    "random worker --kills times (restarting it each time) with the commit-path fault points "
+                    "armed, optionally kill the broker leading payments[0] --broker-kills times (needs "
+                    "--brokers 3), wait until everything is committed and audit the outputs. With --trigger "
+                    "progress (the default) kill k fires once the group has committed k/(kills+1) of the "
+                    "payments, and the last payments are produced only after the last kill, so every kill "
+                    "lands while work remains; with --trigger time each worker kill follows a random --wait. "
                     "Exit code 0 iff the audit is green.")
-    parser.add_argument("--kills", type=int, default=20, help="random worker kills (default 20)")
+    parser.add_argument("--kills", type=int, default=20, help="worker kills, each of a random process (default 20)")
     parser.add_argument("--payments", type=int, default=50_000, help="payments to produce (default 50,000)")
     parser.add_argument("--accounts", type=int, default=10_000, help="accounts (default 10,000)")
     parser.add_argument("--processes", type=int, default=1, help="Bytewax processes (default 1)")
@@ -31,8 +39,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the traffic and of the kill schedule (default 7)")
     parser.add_argument("--fault-chance", type=float, default=None, metavar="P",
                         help="probability of each commit-path fault point per commit (default: mid 0.01, before/after 0.005)")
-    parser.add_argument("--wait", type=float, nargs=2, default=(0.3, 3.0), metavar=("MIN", "MAX"),
-                        help="random seconds between new committed progress after a restart and the next kill (default 0.3 3)")
+    parser.add_argument("--trigger", choices=TRIGGERS, default="progress",
+                        help="progress: kills at evenly spread counts of committed payments (default); "
+                             "time: after a random --wait")
+    parser.add_argument("--wait", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="--trigger time: random seconds between new committed progress after a restart and "
+                             f"the next kill (default {DEFAULT_WAIT[0]:g} {DEFAULT_WAIT[1]:g})")
     parser.add_argument("--report", metavar="FILE.json", help="write the JSON report to FILE")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the run's topics afterwards")
     parser.set_defaults(func=handler)
@@ -65,17 +77,25 @@ def handler(args: argparse.Namespace) -> int:
     if args.kills < 0 or args.payments < 1 or args.processes < 1 or args.accounts < 2:
         print("paystream chaos: need --kills >= 0, --payments >= 1, --processes >= 1, --accounts >= 2", file=sys.stderr)
         return 2
+    if args.wait is not None and args.trigger != "time":
+        print("paystream chaos: --wait applies to --trigger time only (progress kills wait for committed payments)",
+              file=sys.stderr)
+        return 2
+    wait = tuple(args.wait) if args.wait is not None else DEFAULT_WAIT
+    chances = dict(chaos.DEFAULT_FAULT_CHANCES) if args.fault_chance is None else \
+        {point: args.fault_chance for point in faults.POINTS}
+    plan = chaos.ChaosPlan(kills=args.kills, payments=args.payments, accounts=args.accounts, processes=args.processes,
+                           broker_kills=args.broker_kills, brokers=args.brokers, seed=args.seed, fault_chances=chances,
+                           trigger=args.trigger, wait_s=(min(wait), max(wait)))
+    if plan.problems():  # before a three-broker cluster is started for nothing
+        print(f"paystream chaos: {'; '.join(plan.problems())}", file=sys.stderr)
+        return 2
     try:
         bootstrap = _bootstrap_for_brokers(args)
     except ClusterError as error:
         print(f"paystream chaos: {error}", file=sys.stderr)
         return 2
     settings = chaos.fresh_settings(args.settings, bootstrap_servers=bootstrap, partitions=args.partitions)
-    chances = dict(chaos.DEFAULT_FAULT_CHANCES) if args.fault_chance is None else \
-        {point: args.fault_chance for point in faults.POINTS}
-    plan = chaos.ChaosPlan(kills=args.kills, payments=args.payments, accounts=args.accounts, processes=args.processes,
-                           broker_kills=args.broker_kills, brokers=args.brokers, seed=args.seed, fault_chances=chances,
-                           wait_s=(min(args.wait), max(args.wait)))
     log_dir = f"{settings.engine.snapshot_dir.rsplit('/', 1)[0]}/logs"
     try:
         result = chaos.ChaosRun(settings, plan, log_dir, say=lambda line: print(line, flush=True), progress=True).run()

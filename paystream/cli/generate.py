@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 if TYPE_CHECKING:
     from paystream.settings import Settings
-    from paystream.traffic import Record, Summary
+    from paystream.traffic import Summary, TimedRecord
 
 POLL_EVERY = 1_000  # serve delivery callbacks every this many records; never flush per record
 FLUSH_TIMEOUT_S = 120.0
@@ -70,20 +70,21 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def _records(accounts: int, payments: int, seed: int, bad_ratio: float, simple: bool,
-             start_ts: int | None) -> tuple[Iterable[Record], Summary]:
+             start_ts: int | None) -> tuple[Iterable[TimedRecord], Summary]:
+    """The records with the Kafka timestamp to give each (-1: the producer's clock)."""
     from paystream.traffic import DEFAULT_START_TS, Summary, Traffic, simple_payments
 
     start = DEFAULT_START_TS if start_ts is None else start_ts
     if not simple:
         traffic = Traffic(accounts, payments, seed, bad_ratio, start)
-        return traffic, traffic.summary
+        return traffic.timed(), traffic.summary
     summary = Summary()
 
-    def counted() -> Iterator[Record]:
-        for record in simple_payments(accounts, payments, seed, start):
+    def counted() -> Iterator[TimedRecord]:
+        for kind, key, value in simple_payments(accounts, payments, seed, start):
             summary.records["payments"] += 1
             summary.commands["payment (simple)"] += 1
-            yield record
+            yield kind, key, value, -1
 
     return counted(), summary
 
@@ -101,7 +102,12 @@ def produce_traffic(settings: Settings, accounts: int = 10_000, payments: int = 
     from tqdm import tqdm
 
     from paystream.clients import producer_config
+    from paystream.traffic import recent_start_ts
 
+    if start_ts is None and not simple:
+        # event time ends now, and each record's Kafka timestamp is its event time: recent
+        # traffic for the brokers' retention and for the engine's event-time bounds
+        start_ts = recent_start_ts(payments, int(time.time() * 1000))
     records, summary = _records(accounts, payments, seed, bad_ratio, simple, start_ts)
     topics = {"customers": settings.topics.customers, "payments": settings.topics.payments}
     producer = Producer(producer_config(settings))
@@ -120,8 +126,8 @@ def produce_traffic(settings: Settings, accounts: int = 10_000, payments: int = 
     started = time.perf_counter()
     # the customer table is O(accounts): materialise it so the bar knows the exact total
     stream = iter(records)
-    customers: list[Record] = []
-    first_payment: list[Record] = []
+    customers: list[TimedRecord] = []
+    first_payment: list[TimedRecord] = []
     for record in stream:
         (customers if record[0] == "customers" else first_payment).append(record)
         if first_payment:
@@ -141,19 +147,22 @@ def produce_traffic(settings: Settings, accounts: int = 10_000, payments: int = 
     return summary
 
 
-def _chain(head: list[Record], tail: Iterator[Record]) -> Iterator[Record]:
+def _chain(head: list[TimedRecord], tail: Iterator[TimedRecord]) -> Iterator[TimedRecord]:
     yield from head
     yield from tail
 
 
-def _produce(producer: Any, records: Iterable[Record], topics: dict[str, str], on_delivery: Any, bar: Any) -> None:
+def _produce(producer: Any, records: Iterable[TimedRecord], topics: dict[str, str], on_delivery: Any, bar: Any) -> None:
     """Queue every record; poll for delivery reports every `POLL_EVERY` records, wait when the queue is full."""
     produce, poll = producer.produce, producer.poll
     pending = 0
-    for kind, key, value in records:
+    for kind, key, value, timestamp in records:
         while True:
             try:
-                produce(topics[kind], value, key, on_delivery=on_delivery)
+                if timestamp < 0:
+                    produce(topics[kind], value, key, on_delivery=on_delivery)
+                else:
+                    produce(topics[kind], value, key, on_delivery=on_delivery, timestamp=timestamp)
                 break
             except BufferError:  # the local queue is full: let librdkafka send some
                 poll(0.05)
@@ -181,12 +190,15 @@ def write_traffic(path: str, accounts: int = 10_000, payments: int = 100_000, se
     encode = msgspec.json.Encoder().encode
     started = time.perf_counter()
     with open(path, "wb") as out, tqdm(unit="rec", unit_scale=True, file=sys.stderr, disable=not progress) as bar:
-        for count, (kind, key, value) in enumerate(records, 1):
-            out.write(encode({
+        for count, (kind, key, value, timestamp) in enumerate(records, 1):
+            line: dict[str, object] = {
                 "topic": kind,
                 "key": None if key is None else key.decode("utf-8", "replace"),
                 "value": None if value is None else value.decode("utf-8", "replace"),
-            }) + b"\n")
+            }
+            if timestamp >= 0:
+                line["timestamp"] = timestamp
+            out.write(encode(line) + b"\n")
             if count % POLL_EVERY == 0:
                 bar.update(POLL_EVERY)
         bar.update(sum(summary.records.values()) % POLL_EVERY)

@@ -41,7 +41,8 @@ def _inputs_from_file(path: str, partitions: int) -> tuple[list[Any], list[Any]]
                 customers.append(InputRecord("customers", 0, number, key, value))
             else:
                 partition = partition_of(key, partitions)
-                payments.append(InputRecord("payments", partition, offsets[partition], key, value))
+                payments.append(InputRecord("payments", partition, offsets[partition], key, value,
+                                            timestamp=row.get("timestamp")))
                 offsets[partition] += 1
     return customers, payments
 

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from paystream.cli.generate import produce_traffic
 from paystream.clients import consumer_config
 from paystream.settings import Settings
-from paystream.traffic import Traffic
+from paystream.traffic import Traffic, recent_start_ts
 
 pytestmark = pytest.mark.broker
 
@@ -79,7 +79,9 @@ def _read_all(settings: Settings, topic: str) -> list[tuple[int, bytes | None, b
 def test_generated_traffic_arrives_once_and_keys_land_on_their_murmur2_partition(make_settings) -> None:
     partitions = 4
     settings = make_settings(partitions=partitions)
-    summary = produce_traffic(settings, accounts=300, payments=5_000, seed=9, bad_ratio=0.05, progress=False)
+    start_ts = recent_start_ts(5_000, int(time.time() * 1000))
+    summary = produce_traffic(settings, accounts=300, payments=5_000, seed=9, bad_ratio=0.05, progress=False,
+                              start_ts=start_ts)
     assert not summary.delivery_errors
     assert summary.delivered == sum(summary.records.values())
 
@@ -88,7 +90,7 @@ def test_generated_traffic_arrives_once_and_keys_land_on_their_murmur2_partition
     assert len(payments) == summary.records["payments"] == 5_000
     assert len(customers) == summary.records["customers"]
 
-    expected = [(key, value) for kind, key, value in Traffic(300, 5_000, 9, 0.05) if kind == "payments"]
+    expected = [(key, value) for kind, key, value in Traffic(300, 5_000, 9, 0.05, start_ts) if kind == "payments"]
     assert Counter((key, value) for _, key, value in payments) == Counter(expected), "exactly the generated records"
     keyed = [(partition, key) for partition, key, _ in payments if key is not None]
     assert keyed

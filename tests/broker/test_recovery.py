@@ -21,14 +21,15 @@ from connectors.transactions import TaskFenced
 from paystream import clients
 from paystream.settings import Settings
 from state.customers import CustomerTable
-from paystream.traffic import Traffic
+from paystream.traffic import Traffic, recent_start_ts
 
 
 def produce_traffic_records(settings: Settings, accounts: int, payments: int, seed: int = 3) -> CustomerTable:
     """Write generated traffic to the test topics; return the customer table it implies."""
     table = CustomerTable()
     producer = Producer(clients.producer_config(settings))
-    for kind, key, value in Traffic(accounts=accounts, payments=payments, seed=seed, bad_ratio=0.02):
+    start_ts = recent_start_ts(payments, int(time.time() * 1000))  # inside the event-time bounds
+    for kind, key, value in Traffic(accounts=accounts, payments=payments, seed=seed, bad_ratio=0.02, start_ts=start_ts):
         if kind == "customers":
             table.apply(key, value)
             producer.produce(settings.topics.customers, value, key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from paystream.clients import producer_config
 from paystream.cli.verify import handler
 from paystream.geo import distance_km
 from paystream.settings import Settings
-from paystream.traffic import Traffic
+from paystream.traffic import Traffic, recent_start_ts
 from verify.model import run_input_order
 from verify.readback import read_topics
 from verify.render import output_records
@@ -32,13 +33,15 @@ def _write_inputs(settings: Settings) -> None:
     deliberately put in the wrong partition."""
     producer = Producer(producer_config(settings))
     topics = {"customers": settings.topics.customers, "payments": settings.topics.payments}
-    for kind, key, value in Traffic(accounts=60, payments=1500, seed=5, bad_ratio=0.05):
+    now = int(time.time() * 1000)
+    for kind, key, value in Traffic(accounts=60, payments=1500, seed=5, bad_ratio=0.05,
+                                    start_ts=recent_start_ts(1500, now)):
         producer.produce(topics[kind], key=key, value=value)
         producer.poll(0)
     for n in range(MISROUTED):
         key = b"ACC00000001"
         value = json.dumps({"v": 1, "type": "deposit", "payment_id": f"mis-{n}", "account": "ACC00000001",
-                            "amount": 5, "currency": "EUR", "ts": 1}).encode()
+                            "amount": 5, "currency": "EUR", "ts": now}).encode()
         wrong = (payment_partition(key, settings.kafka.partitions) + 1) % settings.kafka.partitions
         producer.produce(settings.topics.payments, key=key, value=value, partition=wrong)
     assert producer.flush(30) == 0

@@ -262,3 +262,18 @@ def test_account_currency_is_set_once() -> None:
     bank.customers["A"] = customer("A", currency="USD")
     outcome = bank.run(deposit("d2", 10, currency="USD"))
     assert outcome.balance is not None and outcome.balance.currency == "EUR"
+
+
+def test_a_resent_authorization_past_the_horizon_never_reopens_a_captured_one() -> None:
+    """Hazard: after the duplicate horizon a re-sent `authorize` replaced the captured
+    authorization with a fresh open one, and a second capture of it charged the card twice."""
+    bank = Bank(RuleSettings(duplicate=DuplicateRule(horizon_ms=1_000)))
+    assert bank.verdict(deposit("d0", 10_000, ts=1_000)) == ("approved", [])
+    bank.run(authorize("a1", 400, ts=1_000))
+    assert bank.verdict(capture("c1", "a1", 400, ts=1_100)) == ("approved", [])
+    bank.run(deposit("d1", 5, ts=10_000))  # the horizon moves past a1 and c1
+
+    assert bank.verdict(authorize("a1", 400, ts=1_000)) == ("declined", ["authorization_exists"])
+    assert bank.verdict(capture("c1", "a1", 400, ts=1_100)) == ("declined", ["authorization_closed"])
+    account = bank.account("A")
+    assert (account.posted, account.held) == (10_000 - 400 + 5, 0)

@@ -30,6 +30,7 @@ SETTINGS = load(
         "daily_limit": {"window_ms": 3_600_000},
         "impossible_travel": {"max_speed_kmh": 900},
         "duplicate": {"horizon_ms": 1_200_000},
+        "event_time": {"max_skew_ms": 60_000, "max_lateness_ms": 600_000},  # below the horizon
     },
 )
 

@@ -151,3 +151,29 @@ def test_the_masked_pan_is_all_that_reaches_the_outputs() -> None:
         command_record(1, type="authorize", payment_id="a1", account="A", amount=5, country="FR", pan="4111111111111111"),
     ])
     assert all(b"4111111111111111" not in (value or b"") for _, _, value, _ in out)
+
+
+def stamped(offset: int, timestamp: int, **body: Any) -> InboundRecord:
+    record = command_record(offset, **body)
+    return InboundRecord(record.topic(), record.partition(), offset, record.key(), record.value(), timestamp)
+
+
+def test_a_ts_far_from_the_records_kafka_timestamp_is_dead_lettered_and_moves_no_clock() -> None:
+    """Hazard: one command in microseconds moved the account's event time years ahead, so every
+    remembered id looked past the duplicate horizon and a re-sent deposit was approved twice."""
+    now = 1_767_225_600_000
+    task = processor()
+    deposit = {"type": "deposit", "payment_id": "d1", "account": "A", "amount": 500}
+    assert by_topic(task.process([stamped(0, now, **deposit, ts=now)]))["payment-decisions"]
+    out = by_topic(task.process([
+        stamped(1, now + 1, type="deposit", payment_id="future", account="A", amount=7, ts=now * 1000),
+        stamped(2, now + 2, type="deposit", payment_id="past", account="A", amount=7, ts=now - 2 * 86_400_000),
+        stamped(3, now + 3, **deposit, ts=now),  # the re-send: still a duplicate
+    ]))
+    assert list(out) == ["payments-dlq"]
+    assert [headers["dlq.reason"] for _, (_, headers) in out["payments-dlq"]] == [b"ts_out_of_range"] * 2
+    account = task.accounts["A"]
+    assert (account.posted, account.newest_ts) == (500, now)
+    # inside the bounds: a few minutes of skew, a day of lateness
+    ok = task.process([stamped(4, now, type="deposit", payment_id="d2", account="A", amount=1, ts=now + 299_000)])
+    assert by_topic(ok)["payment-decisions"][0][1]["decision"] == "approved"

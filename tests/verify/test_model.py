@@ -7,8 +7,8 @@ from typing import Any
 from paystream.geo import distance_km
 from paystream.settings import load
 from tests.verify.snapshots import SETTINGS, command, customer, input_records
-from verify.model import ModelOutputs, run_engine_order, run_input_order
-from verify.validation import customer_table
+from verify.model import ModelOutputs, run_engine_order, run_input_order, split_payments
+from verify.validation import InputRecord, customer_table
 
 MINUTE = 60_000
 T0 = 1_767_225_600_000
@@ -173,8 +173,12 @@ def test_impossible_travel_reviews_a_card_used_too_far_too_fast() -> None:
     assert out.alerts[0].score == min(100, 50 + 50 * (speed - 1000) // 1000)
 
 
+# a 1 s duplicate horizon needs event-time bounds below it (settings.check)
+NARROW = {"max_skew_ms": 100, "max_lateness_ms": 100}
+
+
 def test_a_resent_payment_id_has_no_output_until_it_is_past_the_horizon() -> None:
-    settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}})
+    settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "event_time": NARROW})
     out = run([command("deposit", "d1", "A", 5, T0), command("deposit", "d1", "A", 5, T0),
                command("deposit", "d2", "A", 5, T0 + 5000), command("deposit", "d1", "A", 5, T0 + 5001)],
               settings=settings)
@@ -201,7 +205,8 @@ def test_engine_order_places_a_credit_where_the_engine_applied_it() -> None:
 
 def test_window_entries_beyond_the_horizon_do_not_count_for_a_late_command() -> None:
     """RULES.md clarification: entries with t <= max_ts - horizon - window are dropped."""
-    settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "velocity": {"max_authorizations": 1}})
+    settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "velocity": {"max_authorizations": 1},
+                                         "event_time": NARROW})
     payments = [command("deposit", "d1", "A", 10_000, T0),
                 command("authorize", "a1", "A", 10, T0, country="DE"),
                 command("authorize", "a2", "A", 10, T0 + 10_000_000, country="DE"),
@@ -210,3 +215,24 @@ def test_window_entries_beyond_the_horizon_do_not_count_for_a_late_command() -> 
     assert outcomes(out)[-1] == ("a3", "approved", ())
     in_time = run(payments[:2] + payments[3:], settings=settings)
     assert outcomes(in_time)[-1] == ("a3", "review", ("velocity",))
+
+
+def test_the_model_dead_letters_a_ts_outside_the_event_time_bounds_of_its_kafka_timestamp() -> None:
+    good = command("deposit", "p1", "A", 5, T0)
+    inside = InputRecord("payments", 0, 0, b"A", good, timestamp=T0)
+    future = InputRecord("payments", 0, 1, b"A", command("deposit", "p2", "A", 5, T0 * 1000), timestamp=T0)
+    unstamped = InputRecord("payments", 0, 2, b"A", command("deposit", "p3", "A", 5, T0 * 1000))
+    commands, invalid = split_payments([inside, future, unstamped], None, (300_000, 86_400_000))
+    assert [c.payment_id for c in commands] == ["p1", "p3"]
+    assert [i.reason for i in invalid] == ["ts_out_of_range"]
+
+
+def test_the_model_declines_an_authorization_that_already_exists() -> None:
+    settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "event_time": NARROW})
+    out = run([command("deposit", "d0", "A", 10_000, T0), command("authorize", "a1", "A", 400, T0, country="FR"),
+               command("capture", "c1", "A", 400, T0 + 100, auth_id="a1"), command("deposit", "d1", "A", 5, T0 + 9_000),
+               command("authorize", "a1", "A", 400, T0 + 1, country="FR"),
+               command("capture", "c1", "A", 400, T0 + 101, auth_id="a1")], settings=settings)
+    assert outcomes(out)[-2:] == [("a1", "declined", ("authorization_exists",)),
+                                  ("c1", "declined", ("authorization_closed",))]
+    assert balance(out, "A") == (10_000 - 400 + 5, 0)
