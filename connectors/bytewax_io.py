@@ -8,6 +8,16 @@ The sink runs the domain core in `write_batch` and commits the task's transactio
 `snapshot()`, the one hook Bytewax calls at each epoch's close (after the epoch's last
 `write_batch`), with or without `-r`. Bytewax's own recovery store is not used: Kafka is the
 truth, and a restart resumes every task from what its last transaction committed.
+
+Bytewax calls `snapshot()` only on a sink partition that received items in the epoch, so an
+idle task's source emits one empty batch when its positions are due for a refresh.
+
+A graceful stop (`paystream.shutdown`): once SIGTERM or SIGINT arrives, every source partition
+ends its input (`StopIteration`); Bytewax then writes what is in flight and calls `snapshot()`
+one last time on every sink partition that wrote since its last commit, so the open epoch is
+committed, and `cli_main` returns. The tasks' clients are closed afterwards
+(`connectors.tasks.close_all`), not in a partition's `close()`: Bytewax closes a source
+partition before the sink's final commit.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.tasks import TaskRegistry, TaskRuntime, task_ids
 from operators.task import InboundRecord
+from paystream import shutdown
 from paystream.settings import Settings
 from state.customers import check_table
 
@@ -47,6 +58,8 @@ class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
         self._awake: Optional[datetime] = None
 
     def next_batch(self) -> list[TaskBatch]:
+        if shutdown.requested():
+            raise StopIteration  # Bytewax commits the open epoch (sink snapshot) and ends the flow
         check_table(self._customers)  # a dead customer-table follower stops the worker: never decide on a frozen table
         if self._runtime is None:
             if not self._opening.done():
@@ -57,6 +70,8 @@ class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
         records = self._runtime.poll(self._max_batch)
         if not records:
             self._awake = datetime.now(timezone.utc) + _IDLE
+            if self._runtime.take_refresh():
+                return [(self._task_id, [])]  # an empty batch: the sink commits the positions at the epoch's close
             return []
         self._awake = None
         return [(self._task_id, records)]
@@ -124,6 +139,7 @@ class TaskSink(FixedPartitionedSink[list[InboundRecord], None]):
 
 
 def kafka_source_and_sink(settings: Settings) -> tuple[TaskSource, TaskSink]:
-    """The production pair: real Kafka tasks, opened once per process."""
+    """The production pair: real Kafka tasks, opened once per process (SIGTERM stops them gracefully)."""
+    shutdown.install(settings.engine.shutdown_timeout_ms)
     registry = TaskRegistry(settings)
     return TaskSource(settings, registry), TaskSink(task_ids(settings), lambda task: registry.opening(task).result())

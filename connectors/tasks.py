@@ -11,8 +11,16 @@ Opening a task (`TaskRuntime.open`, numbered because the order is the correctnes
 2. read the committed input offsets of the task's group (`read_committed`).
 3. load the newest local snapshot at or below the changelog's committed end; discard newer ones.
 4. replay the changelog tail after the snapshot (all of it without a snapshot).
+5. reconcile the group's offsets with the input positions the changelog recorded in the same
+   transactions: a missing or older group offset (expired after `offsets.retention.minutes`,
+   or the group deleted) resumes from the changelog's position; a group offset ahead of the
+   changelog means the state lost committed changes, and the task refuses to open.
 Then the task's state equals the state of its last committed transaction, and its inputs
 resume right after the last committed record: nothing is lost, nothing applied twice.
+
+Every commit carries the position of every input partition the task owns, read this epoch or
+not, so an idle partition's committed offset is refreshed too (and an idle task commits its
+positions every `engine.offsets_refresh_ms`).
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Mapping
+from typing import Any, Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+import msgspec
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from connectors.topology import Topology, check_topology
 from connectors.transactions import TaskProducer, transactional_id
 from operators.accounts import AccountState
 from operators.task import InboundRecord, TaskProcessor
@@ -31,7 +41,7 @@ from paystream import clients, faults, logs
 from paystream.settings import Settings
 from paystream.wire import CustomerStatus
 from state.changelog import changelog_records
-from state.restore import restore_accounts, watermarks
+from state.restore import META_PREFIX, restore_accounts, watermarks
 from state.snapshots import SnapshotCache
 
 
@@ -44,6 +54,59 @@ def processor_type(settings: Settings) -> type:
     if settings.engine.workload != "payments":
         raise ValueError(f"unknown engine.workload {settings.engine.workload!r}: use 'payments' or 'simple'")
     return TaskProcessor
+
+
+# The changelog record that holds the task's input positions, written in every transaction
+# (a key no account can have: account ids are UTF-8, which never holds 0xFF).
+POSITIONS_KEY = META_PREFIX + b"positions"
+_positions_type = list[tuple[str, int, int]]
+
+
+class TaskStateError(RuntimeError):
+    """The task's state and its committed input offsets disagree in a way that cannot be repaired."""
+
+
+def encode_positions(positions: Mapping[tuple[str, int], int]) -> bytes:
+    """The input positions as one changelog value: `[[topic, partition, next_offset], ...]`.
+
+    >>> decode_positions(encode_positions({("payments", 3): 42}))
+    {('payments', 3): 42}
+    """
+    return msgspec.msgpack.encode(sorted((topic, partition, offset) for (topic, partition), offset in positions.items()))
+
+
+def decode_positions(value: bytes) -> dict[tuple[str, int], int]:
+    return {(topic, partition): offset for topic, partition, offset in msgspec.msgpack.decode(value, type=_positions_type)}
+
+
+def reconcile(task_id: str, group: Mapping[tuple[str, int], int], changelog: Mapping[tuple[str, int], int] | None,
+              log: Any = None) -> dict[tuple[str, int], int]:
+    """Where each input resumes, from the group's committed offsets (-1: none) and the changelog's copy.
+
+    >>> reconcile("t", {("p", 0): -1, ("c", 0): 7}, {("p", 0): 5, ("c", 0): 7})
+    {('p', 0): 5, ('c', 0): 7}
+    >>> reconcile("t", {("p", 0): 9}, {("p", 0): 5})
+    Traceback (most recent call last):
+    ...
+    connectors.tasks.TaskStateError: task t: the group's committed offset 9 of p[0] is ahead of the position 5 its state reflects (the changelog lost committed changes, e.g. it was recreated); refusing to start rather than skip 4 records. Restore the changelog, or reset the group to 5 if you accept reprocessing
+    """
+    resume: dict[tuple[str, int], int] = {}
+    for where, committed in group.items():
+        recorded = None if changelog is None else changelog.get(where)
+        if recorded is None:
+            resume[where] = committed
+        elif committed > recorded:
+            raise TaskStateError(
+                f"task {task_id}: the group's committed offset {committed} of {where[0]}[{where[1]}] is ahead of the "
+                f"position {recorded} its state reflects (the changelog lost committed changes, e.g. it was "
+                f"recreated); refusing to start rather than skip {committed - recorded} records. Restore the "
+                f"changelog, or reset the group to {recorded} if you accept reprocessing")
+        else:
+            if committed < recorded and log is not None:
+                log.warning("committed offset missing or behind: resuming from the changelog's position",
+                            topic=where[0], partition=where[1], committed=committed, changelog=recorded)
+            resume[where] = recorded
+    return resume
 
 
 def task_id_of(settings: Settings, partition: int) -> str:
@@ -93,8 +156,10 @@ meter = ProcessMeter()
 class TaskRuntime:
     """One task in this process: its consumer, producer, accounts and processor."""
 
-    def __init__(self, settings: Settings, task_id: str, customers: Mapping[str, CustomerStatus]) -> None:
+    def __init__(self, settings: Settings, task_id: str, customers: Mapping[str, CustomerStatus],
+                 topology: Topology | None = None) -> None:
         self.settings = settings
+        self.topology = topology
         self.task_id = task_id
         self.partition = partition_of_task(task_id)
         self.customers = customers
@@ -105,10 +170,16 @@ class TaskRuntime:
             TopicPartition(settings.topics.payments, self.partition),
             TopicPartition(settings.credits_topic, self.partition),
         ]
-        self.next_offsets: dict[tuple[str, int], int] = {}
+        # the next offset of every input partition: all of them go into every commit
+        self.positions: dict[tuple[str, int], int] = {}
+        self.changelog_positions: dict[tuple[str, int], int] | None = None  # as restored
+        self._dirty = False  # records processed since the last commit
+        self._last_commit = time.monotonic()
+        self._refresh_taken = False
+        self._last_purge = time.monotonic()
         self.changelog_end = 0
         self.epochs_since_snapshot = 0
-        self.snapshots = SnapshotCache(settings.engine.snapshot_dir, f"{settings.engine.app_id}.{task_id}")
+        self.snapshots = self._snapshot_cache()
         self.consumer: Consumer | None = None
         self.producer: TaskProducer | None = None
         self.processor: TaskProcessor | None = None
@@ -118,6 +189,14 @@ class TaskRuntime:
         self.committed_once = False
         self.opened_at = time.perf_counter()
         self._pending: list = []
+
+    def _snapshot_cache(self) -> SnapshotCache:
+        name = f"{self.settings.engine.app_id}.{self.task_id}"
+        identity = self.topology.changelog_id if self.topology is not None else ""
+        try:
+            return SnapshotCache(self.settings.engine.snapshot_dir, name, identity=identity)  # type: ignore[call-arg]
+        except TypeError:  # a cache without identities
+            return SnapshotCache(self.settings.engine.snapshot_dir, name)
 
     # -- opening ------------------------------------------------------------------------
 
@@ -130,7 +209,9 @@ class TaskRuntime:
                 settings,
                 settings.consumer_group,
                 **{"client.id": transactional_id(settings, self.task_id) + "-in", "fetch.min.bytes": 1,
-                   "queued.max.messages.kbytes": 65536},
+                   "queued.max.messages.kbytes": 65536,
+                   # a position Kafka no longer has (records deleted under it) is an error, never a jump
+                   "auto.offset.reset": "error"},
             )
         )
         self.producer = TaskProducer(settings, self.task_id, self.consumer.consumer_group_metadata())
@@ -140,16 +221,23 @@ class TaskRuntime:
         for tp in committed:
             if tp.error is not None:
                 raise RuntimeError(f"task {self.task_id}: cannot read committed offset of {tp.topic}: {tp.error}")
-        start = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
-                 for tp in committed]
         self._restore()  # 3 + 4
+        group = {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else -1 for tp in committed}
+        resume = reconcile(self.task_id, group, self.changelog_positions, self.log)  # 5
+        if any(offset < 0 for offset in group.values()):
+            self._last_commit = float("-inf")  # commit every position at once: the group lacks some
+        for where, offset in resume.items():
+            if offset < 0:  # never committed: from the first record Kafka still has
+                resume[where] = watermarks(self.consumer, TopicPartition(*where))[0]
+        start = [TopicPartition(topic, partition, offset) for (topic, partition), offset in resume.items()]
+        self.positions = dict(resume)
         self.processor = self.processor_type(settings, self.customers, self.accounts)
         self.consumer.assign(start)
         self.opened_in_seconds = time.perf_counter() - started
         self.opened_at = time.perf_counter()
         meter.start()
         self.log.info("task open", accounts=len(self.accounts), seconds=round(self.opened_in_seconds, 3),
-                      resume={f"{tp.topic}": tp.offset for tp in committed})
+                      resume={topic: offset for (topic, _), offset in resume.items()})
         return self
 
     def _restore(self) -> None:
@@ -166,6 +254,9 @@ class TaskRuntime:
         result = restore_accounts(self.settings, self.task_id, self.partition, start, self.accounts,
                                   self.processor_type.state_type)
         self.changelog_end = max(start, result.next_offset)
+        recorded = result.meta.get(POSITIONS_KEY)
+        if recorded is not None:
+            self.changelog_positions = decode_positions(recorded)
 
     # -- processing ---------------------------------------------------------------------
 
@@ -195,6 +286,11 @@ class TaskRuntime:
             error = message.error()
             if error is None:
                 kept.append(message)
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                raise TaskStateError(
+                    f"task {self.task_id}: the position of {message.topic()}[{message.partition()}] is no longer in Kafka "
+                    f"(its records were deleted under it: {error.str()}); refusing to skip them. Check the topic's "
+                    f"retention, then restore or reset the group deliberately")
             elif error.code() != KafkaError._PARTITION_EOF:
                 raise RuntimeError(f"task {self.task_id}: consume failed: {error}")
         return kept
@@ -211,13 +307,14 @@ class TaskRuntime:
         outbound = self.processor.process(records)
         meter.records += len(records)
         self.processed += len(records)
+        self._dirty = True
         # the last record of each input partition in the batch gives its next offset
-        next_offsets, seen = self.next_offsets, set()
+        positions, seen = self.positions, set()
         for record in reversed(records):
             where = (record.topic(), record.partition())
             if where not in seen:
                 seen.add(where)
-                next_offsets[where] = record.offset() + 1
+                positions[where] = record.offset() + 1
                 if len(seen) == len(self.inputs):
                     break
         if self._committing is None or self._committing.done():
@@ -235,37 +332,60 @@ class TaskRuntime:
         """Commit this epoch's work as one transaction (at each Bytewax epoch close).
 
         1. wait for the previous epoch's commit; send the outputs that waited for it;
-        2. changelog: one record per account changed since the last commit, encoded now;
-        3. offsets: the next offset of every input partition read this epoch;
-        4. on the commit thread: `send_offsets_to_transaction` + `commit_transaction`, so outputs,
+        2. if a local snapshot is due, read its label now: the changelog's end before this
+           epoch's changelog records (a label never claims more than the snapshot holds, even
+           with two owners overlapping: restoring replays from it, idempotently);
+        3. changelog: one record per account changed since the last commit, encoded now, and
+           the task's input positions (so a restore knows them whatever the group keeps);
+        4. offsets: the next offset of every input partition the task owns, read or not;
+        5. on the commit thread: `send_offsets_to_transaction` + `commit_transaction`, so outputs,
            changelog and offsets become visible together or not at all; a failure is raised
            by the next `process`/`commit`/`check` call, which stops the worker;
-        5. post-commit: a local snapshot, if one is due (a cache; it may be lost at any time).
+        6. post-commit: the local snapshot, if one is due (a cache; it may be lost at any time).
         """
-        assert self.processor is not None and self.producer is not None
+        assert self.processor is not None and self.producer is not None and self.consumer is not None
         self._settle()
         if self._pending:
             self.producer.send(self._pending)
             self._pending = []
-        if not self.next_offsets and not self.producer.in_transaction:
+        if not self._dirty and not self.producer.in_transaction and not self.refresh_due():
             return
-        changed = self.processor.changed
-        if changed:
-            self.producer.send_to_partition(self.settings.changelog_topic, self.partition,
-                                            changelog_records(self.accounts, changed))
-            changed.clear()
-        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self.next_offsets.items()]
-        self.next_offsets.clear()
-        snapshot = None
+        engine = self.settings.engine
+        changelog = self.settings.changelog_topic
+        snapshot_label = -1
         self.epochs_since_snapshot += 1
-        if self.epochs_since_snapshot >= self.settings.engine.snapshot_every_epochs:
+        if self.epochs_since_snapshot >= engine.snapshot_every_epochs:
+            snapshot_label = watermarks(self.consumer, TopicPartition(changelog, self.partition))[1]
+        changed = self.processor.changed
+        records = changelog_records(self.accounts, changed) if changed else []
+        changed.clear()
+        if self.positions and not engine.unsafe_offsets_outside_transaction:
+            records.append((POSITIONS_KEY, encode_positions(self.positions)))
+        if records:
+            self.producer.send_to_partition(changelog, self.partition, records)
+        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self.positions.items()]
+        snapshot = None
+        if snapshot_label >= 0:
             snapshot = self.snapshots.encode_accounts(self.accounts)  # the state as of this commit
             self.epochs_since_snapshot = 0
-        self._committing = _commit_pool.submit(self._commit_now, offsets, snapshot)
+        self._dirty = False
+        self._committing = _commit_pool.submit(self._commit_now, offsets, snapshot, snapshot_label)
         if wait:
             self._settle()
 
-    def _commit_now(self, offsets: list[TopicPartition], snapshot: bytes | None) -> None:
+    def refresh_due(self) -> bool:
+        """An idle task commits its positions now and then, so Kafka never expires them."""
+        return time.monotonic() - self._last_commit >= self.settings.engine.offsets_refresh_ms / 1000
+
+    def take_refresh(self) -> bool:
+        """True once per due refresh: the source then hands the sink one empty batch, so Bytewax
+        calls the sink's `snapshot()` (and so `commit`) at the epoch's close even for an idle task."""
+        if self._refresh_taken or not self.refresh_due():
+            return False
+        self._refresh_taken = True
+        return True
+
+    def _commit_now(self, offsets: list[TopicPartition], snapshot: bytes | None, snapshot_label: int) -> None:
         assert self.producer is not None
         faults.maybe_die("before_commit")
         started = time.perf_counter()
@@ -274,6 +394,8 @@ class TaskRuntime:
             self.consumer.commit(offsets=offsets, asynchronous=False)  # the bug the chaos test must catch
             offsets = []
         self.producer.commit(offsets)
+        self._last_commit = time.monotonic()
+        self._refresh_taken = False
         meter.commits += 1
         meter.commit_seconds += time.perf_counter() - started
         if not self.committed_once:
@@ -282,11 +404,21 @@ class TaskRuntime:
                           commit_ms=round(1000 * (time.perf_counter() - started), 1), records=self.processed)
         faults.maybe_die("after_commit")
         if snapshot is not None:
-            # only this task writes its changelog partition, so its end now is this commit's end
-            assert self.consumer is not None
-            changelog = TopicPartition(self.settings.changelog_topic, self.partition)
-            self.changelog_end = watermarks(self.consumer, changelog)[1]
-            self.snapshots.save_encoded(snapshot, self.changelog_end)
+            try:
+                self.snapshots.save_encoded(snapshot, snapshot_label)
+                self.changelog_end = snapshot_label
+            except OSError as error:  # only a cache: the next restore replays more of the changelog
+                self.log.warning("snapshot not written", error=str(error), changelog_offset=snapshot_label)
+        self._purge_consumed_credits(offsets)
+
+    def _purge_consumed_credits(self, offsets: list[TopicPartition]) -> None:
+        """Delete the credits this task has committed as consumed (the topic keeps them until then)."""
+        if self.topology is None or time.monotonic() - self._last_purge < self.settings.engine.credits_purge_interval_ms / 1000:
+            return
+        self._last_purge = time.monotonic()
+        credits = [tp for tp in offsets if tp.topic == self.settings.credits_topic and tp.offset > 0]
+        if credits:
+            self.topology.delete_consumed(credits, self.log)
 
     def _settle(self) -> None:
         """Wait for the in-flight commit, re-raising its failure."""
@@ -298,6 +430,28 @@ class TaskRuntime:
         """Raise now if the last commit failed (the source calls this while the task is idle)."""
         if self._committing is not None and self._committing.done():
             self._settle()
+
+    def close(self) -> bool:
+        """A graceful stop: wait for the commit in flight, abort uncommitted work, release the clients.
+
+        Returns whether everything the task processed was committed. Never raises: the process
+        is stopping, and whatever is left open the next owner's `init_transactions` resolves.
+        """
+        committed = True
+        try:
+            self._settle()
+        except Exception as error:  # noqa: BLE001 - reported, then the clients are released anyway
+            committed = False
+            self.log.warning("last commit failed while stopping", error=str(error))
+        if self.producer is not None:
+            if self._dirty or self.producer.in_transaction or self._pending:
+                committed = False
+                self.producer.abort()
+            self.producer.close()
+        if self.consumer is not None:
+            self.consumer.close()
+        self.log.info("task closed", committed=committed, records=self.processed)
+        return committed
 
 
 # Commits of all tasks of the process run here, in parallel (librdkafka releases the GIL).
@@ -317,6 +471,14 @@ class TaskRegistry:
         self._customers = customers
         self._pool = ThreadPoolExecutor(max_workers=settings.kafka.partitions, thread_name_prefix="open-task")
         self._opening: dict[str, Future[TaskRuntime]] = {}
+        self._topology: Topology | None = None
+        _registries.append(self)
+
+    def topology(self) -> Topology:
+        """The checked topics (partition counts, the changelog's id); checked once per process."""
+        if self._topology is None:
+            self._topology = check_topology(self.settings)
+        return self._topology
 
     def customers(self) -> Mapping[str, CustomerStatus]:
         if self._customers is None and self.settings.engine.workload == "simple":
@@ -331,5 +493,26 @@ class TaskRegistry:
         """Start opening `task_id` (once per process) and return its future."""
         if task_id not in self._opening:
             customers = self.customers()
-            self._opening[task_id] = self._pool.submit(TaskRuntime(self.settings, task_id, customers).open)
+            topology = self.topology()
+            self._opening[task_id] = self._pool.submit(TaskRuntime(self.settings, task_id, customers, topology).open)
         return self._opening[task_id]
+
+    def close(self) -> bool:
+        """Close every task opened here (a graceful stop); whether all their work was committed."""
+        committed = True
+        for future in self._opening.values():
+            if future.done() and future.exception() is None:
+                committed = future.result().close() and committed
+        self._opening.clear()
+        return committed
+
+
+_registries: list[TaskRegistry] = []
+
+
+def close_all() -> bool:
+    """Close the tasks of every registry of this process (at a graceful stop)."""
+    committed = True
+    while _registries:
+        committed = _registries.pop().close() and committed
+    return committed

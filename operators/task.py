@@ -29,6 +29,10 @@ from paystream.wire import (
 )
 
 
+class MisroutedCredit(ValueError):
+    """A credit in a partition its recipient does not hash to: the topics were repartitioned."""
+
+
 class InboundRecord:
     """One consumed Kafka record, with the accessors of `confluent_kafka.Message`.
 
@@ -180,6 +184,12 @@ class TaskProcessor:
         if record.value() is None:
             raise ValueError(f"a null credit at {record.topic()}/{record.partition()}@{record.offset()}")
         credit = decode_credit(record.value())
+        home = partition_for(credit.account.encode(), self._partitions)
+        if home != record.partition():  # paystream keys credits by recipient: another layout is a broken topology
+            raise MisroutedCredit(
+                f"credit {credit.transfer_id} for account {credit.account!r} at {record.topic()}[{record.partition()}]"
+                f"@{record.offset()}: the account hashes to partition {home}; the credits topic and payments must "
+                f"have the same partition count (kafka.partitions = {self._partitions})")
         account = self.accounts.get(credit.account)
         if account is None:
             account = self.accounts[credit.account] = AccountState()

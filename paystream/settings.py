@@ -130,6 +130,18 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     max_batch: int = 5_000
     # per task: records read but not yet processed (backpressure; bounds an epoch's work)
     max_in_flight: int = 5_000
+    # a transaction the broker aborts if it is not committed in time (librdkafka's
+    # `transaction.timeout.ms`); a commit gives up well before it (`commit_timeout_ms`)
+    transaction_timeout_ms: int = 30_000
+    commit_timeout_ms: int = 20_000
+    # an idle task still commits its input positions this often, so the group's committed
+    # offsets never reach `offsets.retention.minutes` (7 days) however long a partition is idle
+    offsets_refresh_ms: int = 3_600_000
+    # consumed records of the internal credits topic are deleted this often (it keeps records
+    # until they are consumed: unlimited retention, like Kafka Streams' repartition topics)
+    credits_purge_interval_ms: int = 60_000
+    # SIGTERM/SIGINT: stop reading, commit the open epoch, close the clients, exit 0 within this
+    shutdown_timeout_ms: int = 20_000
     # "payments": the payment engine; "simple": the benchmark's one-rule workload (bench/)
     workload: str = "payments"
     # A deliberately broken build, for the test that proves the chaos run can fail: commit
@@ -208,6 +220,11 @@ def load(config: str | Path | None = None, environ: Mapping[str, str] | None = N
 
 def check(settings: Settings) -> None:
     """Reject combinations of settings that would break a guarantee, naming the settings."""
+    engine = settings.engine
+    if not 0 < engine.commit_timeout_ms < engine.transaction_timeout_ms:
+        raise SettingsError(
+            f"engine.commit_timeout_ms ({engine.commit_timeout_ms}) must be positive and below "
+            f"engine.transaction_timeout_ms ({engine.transaction_timeout_ms}): a commit must give up before the broker aborts it")
     rules = settings.rules
     event_time = rules.event_time
     if event_time.max_skew_ms < 0 or event_time.max_lateness_ms < 0:

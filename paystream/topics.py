@@ -3,7 +3,9 @@
 Every topic gets `settings.kafka.partitions` partitions (the credits topic must be co-partitioned
 with `payments`), `replication.factor = min(3, brokers)` and `min.insync.replicas = min(2, brokers)`.
 Reference data, balances and the state changelog are compacted; the immutable history is kept
-for seven days.
+for seven days. The internal credits topic keeps its records until they are consumed
+(unlimited retention; each task deletes what it has committed as consumed), like Kafka
+Streams' repartition topics: a credit backlog older than any retention must not vanish.
 
 >>> create_topics(settings.load())            # doctest: +SKIP
 ['payments', 'customer-status', ...]
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
 RETENTION_MS = 7 * DAY_MS
+UNTIL_CONSUMED = -1
 WAIT_S = 30.0
 
 
@@ -35,6 +38,7 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool
+    retention_ms: int = RETENTION_MS  # for a `delete` topic; -1: until consumed (internal topics)
 
     def config(self, brokers: int) -> dict[str, str]:
         config = {"min.insync.replicas": str(min(2, brokers))}
@@ -42,7 +46,7 @@ class TopicSpec:
             config["cleanup.policy"] = "compact"
         else:
             config["cleanup.policy"] = "delete"
-            config["retention.ms"] = str(RETENTION_MS)
+            config["retention.ms"] = str(self.retention_ms)
         return config
 
 
@@ -64,7 +68,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     partitions = settings.kafka.partitions
     compacted = {topics.customers, topics.balances, settings.changelog_topic}
     names = [topics.payments, topics.customers, *topics.outputs(), settings.credits_topic, settings.changelog_topic]
-    return [TopicSpec(name, partitions, name in compacted) for name in names]
+    return [TopicSpec(name, partitions, name in compacted, UNTIL_CONSUMED if name == settings.credits_topic else RETENTION_MS)
+            for name in names]
 
 
 def _admin(settings: Settings) -> AdminClient:
@@ -111,6 +116,7 @@ def create_topics(settings: Settings, brokers: int | None = None) -> list[str]:
                 if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise TopicError(f"cannot create topic {name}: {error.args[0].str()}") from error
         _check_partitions(admin, specs)
+    _keep_internal_records(admin, [spec for spec in specs if spec.retention_ms == UNTIL_CONSUMED and spec not in missing])
     _wait_for_leaders(admin, [spec.name for spec in specs])
     return [spec.name for spec in specs]
 
@@ -121,6 +127,19 @@ def _check_partitions(admin: AdminClient, specs: list[TopicSpec]) -> None:
         found = topics.get(spec.name)
         if found is not None and found.error is None and len(found.partitions) != spec.partitions:
             raise TopicError(f"topic {spec.name} exists with {len(found.partitions)} partitions, settings want {spec.partitions}")
+
+
+def _keep_internal_records(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    """Existing internal topics made by an older release with time retention: keep records until consumed."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    if not specs:
+        return
+    resources = [ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=[
+        ConfigEntry("retention.ms", str(spec.retention_ms), incremental_operation=AlterConfigOpType.SET)])
+        for spec in specs]
+    for resource, future in admin.incremental_alter_configs(resources, request_timeout=30).items():
+        future.result()
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str]) -> None:

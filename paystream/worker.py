@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     addresses = args.addresses.split(";") if args.addresses else None
     cli_main(flow, workers_per_process=args.workers_per_process, process_id=args.process_id,
              addresses=addresses, epoch_interval=epoch)
-    return 0
+    # the flow ended: a graceful stop (SIGTERM/SIGINT) committed the open epoch; close the clients
+    from paystream import shutdown
+
+    return 0 if shutdown.close_tasks() else 1
 
 
 if __name__ == "__main__":

@@ -20,11 +20,17 @@ from paystream import clients, logs
 from paystream.settings import Settings
 
 
+# Changelog keys starting with these bytes are the task's own records (e.g. its input
+# positions), never an account: account ids are valid UTF-8, which never holds 0xFF.
+META_PREFIX = b"\xff\x00"
+
+
 class RestoreResult(msgspec.Struct, frozen=True):
     records: int
     accounts: int
     next_offset: int
     seconds: float
+    meta: dict[bytes, bytes] = {}  # the latest value of each `META_PREFIX` key in the tail read
 
     @property
     def keys_per_second(self) -> float:
@@ -110,6 +116,7 @@ def restore_accounts(
             last_report = now
 
     next_offset = read_partition_to_end(settings, settings.changelog_topic, partition, start_offset, fold)
+    meta = {key: latest.pop(key) for key in [key for key in latest if key.startswith(META_PREFIX)]}
     for key in [key for key, value in latest.items() if value is None]:  # tombstones
         accounts.pop(key.decode(), None)
         del latest[key]
@@ -120,7 +127,8 @@ def restore_accounts(
         states = decode_many(_array_header(len(part)) + b"".join([latest[key] for key in part]))  # type: ignore[misc]
         accounts.update(zip([key.decode() for key in part], states))
     seconds = time.perf_counter() - started
-    result = RestoreResult(seen, len(accounts), next_offset, seconds)
+    result = RestoreResult(seen, len(accounts), next_offset, seconds,
+                           {key: value for key, value in meta.items() if value is not None})
     log.info("restored", records=seen, accounts=len(accounts), from_offset=start_offset,
              next_offset=next_offset, seconds=round(seconds, 3), keys_per_s=int(result.keys_per_second))
     return result

@@ -97,6 +97,8 @@ def test_topics_have_the_configured_layout(make_settings) -> None:
         assert info.min_insync_replicas == 1, name  # min(2, 1)
         if name in compacted:
             assert info.cleanup_policy == "compact", name
+        elif name == settings.credits_topic:  # internal: kept until consumed (then deleted by the tasks)
+            assert (info.cleanup_policy, info.retention_ms) == ("delete", -1), name
         else:
             assert (info.cleanup_policy, info.retention_ms) == ("delete", RETENTION_MS), name
     # the engine's tasks join payments and credits by partition

@@ -110,3 +110,179 @@ def test_a_resent_authorization_past_the_horizon_cannot_be_captured_twice(make_s
     last = outputs(settings, settings.topics.balances)[-1]
     assert (last["posted"], last["held"]) == (10_000 - 400 + 5, 0)
     assert_audit_green(settings)
+
+
+# -- committed offsets that Kafka forgets, credits that vanish, partition counts -------------------
+
+
+def task_settings(make_settings: Any, **engine: Any) -> Settings:
+    return make_settings(partitions=2, engine={"snapshot_every_epochs": 1_000_000, **engine})
+
+
+def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(clients.consumer_config(settings, settings.consumer_group))
+    inputs = [TopicPartition(topic, p) for topic in (settings.topics.payments, settings.credits_topic) for p in range(2)]
+    found = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(inputs, timeout=10)}
+    consumer.close()
+    return found
+
+
+def delete_group(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(clients.admin_config(settings))
+    for future in admin.delete_consumer_groups([settings.consumer_group], request_timeout=30).values():
+        future.result()
+
+
+def transfers_between_partitions(settings: Settings, count: int) -> list[tuple[dict[str, Any], int | None]]:
+    """Deposits to two accounts on different partitions, then `count` transfers between them."""
+    from paystream.partitioning import partition_for
+
+    names = [f"ACC{n:05d}" for n in range(50)]
+    first = names[0]
+    other = next(name for name in names if partition_for(name.encode(), 2) != partition_for(first.encode(), 2))
+    now = int(time.time() * 1000)
+    commands: list[tuple[dict[str, Any], int | None]] = [
+        ({"type": "deposit", "payment_id": "fund", "account": first, "amount": 1_000_000, "ts": now}, None)]
+    commands += [({"type": "transfer", "payment_id": f"t{n}", "account": first, "amount": 10, "ts": now,
+                   "to_account": other}, None) for n in range(count)]
+    return commands
+
+
+def test_every_commit_carries_every_owned_partition_so_an_idle_one_never_expires(make_settings: Any, tmp_path: Path) -> None:
+    """Before: a task committed only the partitions it read in the epoch, so an idle partition's
+    offset was never committed (and expired 7 days after its last commit)."""
+    settings = task_settings(make_settings)
+    now = int(time.time() * 1000)
+    produce(settings, [({"type": "deposit", "payment_id": "d1", "account": "A", "amount": 5, "ts": now}, None)])
+    procs = FlowProcesses(settings, 1, log_dir=tmp_path / "logs")
+    procs.start()
+    try:
+        wait_until_caught_up(settings, 1, timeout=120, procs=procs, progress=False)
+        deadline = time.monotonic() + 30  # a task commits every position right after it opens
+        while True:
+            offsets = committed_offsets(settings)
+            if all(offset >= 0 for offset in offsets.values()):
+                break
+            assert time.monotonic() < deadline, f"idle partitions never committed: {offsets}"
+            time.sleep(0.2)
+    finally:
+        procs.stop()
+
+
+def test_a_deleted_group_resumes_from_the_changelog_positions_without_double_credits(
+        make_settings: Any, tmp_path: Path) -> None:
+    """Before: with the group's offsets gone (deleted by a clean-up script, or expired), every
+    partition restarted from the beginning on top of restored state: credits applied twice."""
+    settings = task_settings(make_settings)
+    produce(settings, transfers_between_partitions(settings, 40), customers=tuple(f"ACC{n:05d}" for n in range(50)))
+    run_flow(settings, 41, tmp_path / "first")
+    delete_group(settings)
+    assert all(offset < 0 for offset in committed_offsets(settings).values())
+
+    run_flow(settings, 41, tmp_path / "second")
+
+    assert_audit_green(settings)  # one decision per payment, one credit per transfer, balances agree
+    assert all(offset >= 0 for offset in committed_offsets(settings).values())
+
+
+def test_a_group_offset_ahead_of_the_state_refuses_to_start(make_settings: Any) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.tasks import TaskRuntime, TaskStateError, task_id_of
+    from tests.broker.test_recovery import drain
+
+    settings = task_settings(make_settings)
+    now = int(time.time() * 1000)
+    produce(settings, [({"type": "deposit", "payment_id": f"d{n}", "account": "A", "amount": 5, "ts": now}, None)
+                       for n in range(5)])
+    from paystream.partitioning import partition_for
+
+    partition = partition_for(b"A", 2)
+    task = TaskRuntime(settings, task_id_of(settings, partition), {}).open()
+    drain(task)
+    task.commit(wait=True)
+    task.close()
+    # someone moves the group past what the state reflects (or the changelog was recreated)
+    consumer = Consumer(clients.consumer_config(settings, settings.consumer_group))
+    consumer.commit(offsets=[TopicPartition(settings.topics.payments, partition, 5 + 3)], asynchronous=False)
+    consumer.close()
+
+    try:
+        TaskRuntime(settings, task_id_of(settings, partition), {}).open()
+    except TaskStateError as error:
+        assert "ahead of the position 5" in str(error)
+    else:
+        raise AssertionError("the task opened on a group offset ahead of its state")
+
+
+def test_credits_are_kept_until_consumed_and_a_deleted_position_is_an_error_not_a_jump(
+        make_settings: Any, tmp_path: Path) -> None:
+    """Before: credits were deleted after 7 days whether consumed or not, and a task whose
+    position had been deleted silently jumped to the earliest record left."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from connectors.tasks import TaskRuntime, TaskStateError, task_id_of
+    from paystream.topics import describe_topics
+
+    settings = task_settings(make_settings, credits_purge_interval_ms=0)
+    retention = {info.name: info.retention_ms for info in describe_topics(settings)}
+    assert retention[settings.credits_topic] == -1
+    produce(settings, transfers_between_partitions(settings, 30), customers=tuple(f"ACC{n:05d}" for n in range(50)))
+    run_flow(settings, 31, tmp_path / "logs")
+    # consumed credits were deleted after their commit: the recipient's credits partition starts later
+    admin = AdminClient(clients.admin_config(settings))
+    from confluent_kafka import Consumer
+
+    probe = Consumer(clients.consumer_config(settings, "probe"))
+    lows = [probe.get_watermark_offsets(TopicPartition(settings.credits_topic, p), timeout=10, cached=False)[0]
+            for p in range(2)]
+    assert max(lows) > 0, lows
+
+    # records deleted under a task's committed position: an error naming the partition, never a jump
+    payments = TopicPartition(settings.topics.payments, 1, 0)
+    produce(settings, [({"type": "deposit", "payment_id": "x", "account": "B", "amount": 5,
+                         "ts": int(time.time() * 1000)}, None)], customers=())
+    from paystream.partitioning import partition_for
+
+    partition = partition_for(b"B", 2)
+    end = probe.get_watermark_offsets(TopicPartition(settings.topics.payments, partition), timeout=10, cached=False)[1]
+    probe.close()
+    for future in admin.delete_records([TopicPartition(settings.topics.payments, partition, end)]).values():
+        future.result()
+    task = TaskRuntime(settings, task_id_of(settings, partition), {}).open()
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            task.poll(100)
+            time.sleep(0.05)
+        raise AssertionError("no error for a deleted position")
+    except TaskStateError as error:
+        assert f"{settings.topics.payments}[{partition}]" in str(error)
+    del payments
+
+
+def test_a_partition_count_that_differs_from_the_settings_stops_the_engine_with_one_clear_line(
+        make_settings: Any) -> None:
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    from connectors.topology import TopologyError, check_topology
+
+    settings = task_settings(make_settings)
+    assert check_topology(settings).changelog_id
+    admin = AdminClient(clients.admin_config(settings))
+    for future in admin.create_partitions([NewPartitions(settings.credits_topic, 3)]).values():
+        future.result()
+    deadline = time.monotonic() + 30  # until the brokers' metadata shows the new partition
+    while True:
+        try:
+            check_topology(settings)
+        except TopologyError as error:
+            assert f"topic {settings.credits_topic} has 3 partitions but kafka.partitions is 2" in str(error)
+            return
+        assert time.monotonic() < deadline, "a credits topic with more partitions than tasks was accepted"
+        time.sleep(0.2)
