@@ -25,8 +25,9 @@ def add_parser(subparsers: Any) -> None:
                     "armed, optionally kill the broker leading payments[0] --broker-kills times (needs "
                     "--brokers 3), wait until everything is committed and audit the outputs. With --trigger "
                     "progress (the default) kill k fires once the group has committed k/(kills+1) of the "
-                    "payments, and the last payments are produced only after the last kill, so every kill "
-                    "lands while work remains; with --trigger time each worker kill follows a random --wait. "
+                    "payments, and the payments are let into the topic step by step (until a kill fires, "
+                    "those up to halfway to the next one), so every kill lands at its point of the run while "
+                    "work remains; with --trigger time each worker kill follows a random --wait. "
                     "Exit code 0 iff the audit is green.")
     parser.add_argument("--kills", type=int, default=20, help="worker kills, each of a random process (default 20)")
     parser.add_argument("--payments", type=int, default=50_000, help="payments to produce (default 50,000)")

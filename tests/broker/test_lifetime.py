@@ -286,3 +286,61 @@ def test_a_partition_count_that_differs_from_the_settings_stops_the_engine_with_
             return
         assert time.monotonic() < deadline, "a credits topic with more partitions than tasks was accepted"
         time.sleep(0.2)
+
+
+# -- stops that are not crashes ------------------------------------------------------------------
+
+
+def unstable_partitions(settings: Settings) -> dict[tuple[str, int], tuple[int, int]]:
+    """Output partitions whose last stable offset is below the high watermark: an open transaction."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    committed = Consumer(clients.consumer_config(settings, "lso-probe"))  # read_committed: LSO
+    uncommitted = Consumer(clients.consumer_config(settings, "hwm-probe", **{"isolation.level": "read_uncommitted"}))
+    blocked = {}
+    for topic in [*settings.topics.outputs(), settings.credits_topic, settings.changelog_topic]:
+        for partition in range(settings.kafka.partitions):
+            tp = TopicPartition(topic, partition)
+            stable = committed.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            high = uncommitted.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            if stable != high:
+                blocked[(topic, partition)] = (stable, high)
+    committed.close()
+    uncommitted.close()
+    return blocked
+
+
+def test_sigterm_under_load_commits_the_open_epoch_and_exits_zero_leaving_no_reader_blocked(
+        make_settings: Any, tmp_path: Path) -> None:
+    """Before: SIGTERM ended the worker with status -15, its transactions open: every output
+    partition blocked `read_committed` readers until a successor fenced them."""
+    import signal
+
+    from paystream.cli.generate import produce_traffic
+    from paystream.runner import LagProbe
+
+    settings = make_settings(partitions=4, engine={"max_in_flight": 1_000})
+    produce_traffic(settings, accounts=2_000, payments=60_000, seed=31, bad_ratio=0.01, progress=False)
+    procs = FlowProcesses(settings, 1, log_dir=tmp_path / "logs")
+    procs.start()
+    probe = LagProbe(settings)
+    try:
+        deadline = time.monotonic() + 120
+        while probe.payments_committed() < 5_000:  # the premise: the engine is working
+            assert all(procs.alive()) and time.monotonic() < deadline, procs.returncodes()
+            time.sleep(0.05)
+        process = procs.procs[0]
+        assert process is not None
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=settings.engine.shutdown_timeout_ms / 1000 + 10)
+        stopped = time.monotonic()
+    finally:
+        probe.close()
+        procs.stop()
+    assert code == 0, (tmp_path / "logs" / "worker-0.log").read_text()[-3000:]
+    while blocked := unstable_partitions(settings):
+        assert time.monotonic() - stopped < 1.0, f"readers blocked after a graceful stop: {blocked}"
+        time.sleep(0.05)
+
+    run_flow(settings, 60_000, tmp_path / "again")  # a restart loses and doubles nothing
+    assert_audit_green(settings)
