@@ -344,3 +344,53 @@ def test_sigterm_under_load_commits_the_open_epoch_and_exits_zero_leaving_no_rea
 
     run_flow(settings, 60_000, tmp_path / "again")  # a restart loses and doubles nothing
     assert_audit_green(settings)
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+def opened_with_work(settings: Settings, payments: int = 20) -> Any:
+    from connectors.tasks import TaskRuntime, task_id_of
+    from tests.broker.test_recovery import drain
+
+    now = int(time.time() * 1000)
+    produce(settings, [({"type": "deposit", "payment_id": f"d{n}", "account": "A", "amount": 5, "ts": now}, None)
+                       for n in range(payments)])
+    task = TaskRuntime(settings, task_id_of(settings, 0), {}).open()
+    assert drain(task) == payments
+    return task
+
+
+def test_a_snapshot_is_labelled_with_the_changelog_end_read_before_its_commit(make_settings: Any) -> None:
+    """Before: the label was read after `commit_transaction`, so with two owners overlapping old
+    state could carry the successor's offset and a restore would skip the successor's changes."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.tasks import TaskRuntime, task_id_of
+
+    settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1})
+    task = opened_with_work(settings)
+    changelog = TopicPartition(settings.changelog_topic, 0)
+    probe = Consumer(clients.consumer_config(settings, "probe", **{"isolation.level": "read_uncommitted"}))
+    before = probe.get_watermark_offsets(changelog, timeout=10, cached=False)[1]
+    task.commit(wait=True)
+    after = probe.get_watermark_offsets(changelog, timeout=10, cached=False)[1]
+    probe.close()
+    labels = [int(path.name.split(".")[-2]) for path in task.snapshots.directory.glob("*.snapshot")]
+    assert labels == [before] and before < after
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {}).open()
+    assert restored.accounts == task.accounts
+
+
+def test_a_failed_snapshot_write_is_logged_and_skipped(make_settings: Any, tmp_path: Path) -> None:
+    """Before: a snapshot write failing after a successful commit killed the process, although
+    the snapshot is only a cache."""
+    from connectors.tasks import TaskRuntime, task_id_of
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the snapshot directory should be")
+    settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1, "snapshot_dir": str(blocker / "snaps")})
+    task = opened_with_work(settings)
+    task.commit(wait=True)  # commits; the snapshot cannot be written
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {}).open()
+    assert restored.accounts == task.accounts and restored.accounts["A"].seq == 20  # every command decided once
