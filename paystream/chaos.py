@@ -19,7 +19,11 @@ A supervisor, like a StatefulSet controller with a trigger-happy operator:
    A process that dies by itself (a fault point, or an error such as a failed commit while a
    broker is down) is restarted too and counted apart. With several processes the whole
    Bytewax cluster is killed and restarted, because a Bytewax cluster cannot take a lone
-   process back;
+   process back. With a `process_schedule` (say 1, 2, 3, 2, 1) the run starts with its first
+   count and the restarts after the kills move through it evenly (`ChaosPlan.process_counts`);
+   a restart with a different count is a rescale: every process of the cluster is killed and a
+   fresh cluster of the new size is started (a running Bytewax cluster cannot change its size),
+   so the tasks move between processes, fence their predecessors and restore from Kafka;
 4. optionally B times: `kill -9` the broker leading partition 0 of `payments` (at committed
    `round(b * N / (B + 1))` payments with the progress trigger, between worker kills with the
    time trigger), keep it down a few seconds while the workers run on, then start it again;
@@ -39,13 +43,16 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import msgspec
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from paystream import clients, faults, logs
 from paystream.settings import Settings
+
+if TYPE_CHECKING:
+    from paystream.runner import FlowProcesses
 
 log = logs.get("chaos")
 
@@ -114,6 +121,9 @@ class ChaosPlan:
     trigger: str = "progress"
     wait_s: tuple[float, float] = (0.3, 3.0)  # the time trigger's random wait before each worker kill
     fault_chances: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FAULT_CHANCES))
+    # the process counts the run moves through over its worker kills (see `process_counts`);
+    # empty: always `processes` (which a schedule replaces)
+    process_schedule: tuple[int, ...] = ()
     broker_down_s: float = 3.0
     # no new committed progress for this long after a death (or while waiting for a threshold)
     recovery_timeout_s: float = 90.0
@@ -127,6 +137,30 @@ class ChaosPlan:
         """Progress trigger: the committed payments at which broker kill b (1..B) fires."""
         return spread(self.broker_kills, self.payments) if self.trigger == "progress" else []
 
+    def process_counts(self) -> list[int]:
+        """The Bytewax processes of each of the K + 1 segments of the run: segment 0 from the start
+        to worker kill 1, segment k from the restart after kill k to the next kill (or the end).
+
+        With a schedule of S counts, segment j runs `process_schedule[j * S // (K + 1)]`: the run
+        starts with the first count and moves through the schedule evenly over the kills, every
+        count for at least one segment (the plan needs K + 1 >= S), and with the progress trigger
+        (kills spread evenly over the payments) for about N / S payments each. A restart whose
+        count differs from the one before is a rescale.
+
+        >>> ChaosPlan(kills=100, payments=10**6, process_schedule=(1, 2, 3, 2, 1)).process_counts()[19:23]
+        [1, 1, 2, 2]
+        >>> ChaosPlan(kills=4, payments=100, process_schedule=(1, 2, 1)).process_counts()
+        [1, 1, 2, 2, 1]
+        """
+        schedule = self.process_schedule or (self.processes,)
+        segments = self.kills + 1
+        return [schedule[j * len(schedule) // segments] for j in range(segments)]
+
+    def rescales(self) -> int:
+        """The restarts planned with a different process count than the one before."""
+        counts = self.process_counts()
+        return sum(1 for before, after in zip(counts, counts[1:]) if before != after)
+
     def held_back(self) -> int:
         """Progress trigger: the payments let into the topic only after the last kill (see `schedule`)."""
         shots = self.schedule()
@@ -137,6 +171,11 @@ class ChaosPlan:
         found = []
         if self.processes < 1 or self.kills < 0 or self.broker_kills < 0 or self.payments < 1:
             found.append("need processes >= 1, kills >= 0, broker kills >= 0 and payments >= 1")
+        if any(count < 1 for count in self.process_schedule):
+            found.append(f"every count of the process schedule must be >= 1: {self.process_schedule}")
+        elif len(self.process_schedule) > self.kills + 1 and self.kills >= 0:
+            found.append(f"a process schedule of {len(self.process_schedule)} counts needs at least "
+                         f"{len(self.process_schedule) - 1} worker kills (each count runs from a restart on)")
         if self.trigger not in TRIGGERS:
             found.append(f"unknown trigger {self.trigger!r}; known: {', '.join(TRIGGERS)}")
         elif self.trigger == "progress" and self.payments >= 1 and \
@@ -185,6 +224,9 @@ class Incident:
     returncode: int | None = None
     recovery_s: float | None = None  # kill -> first new committed progress; None: n/a or not seen
     note: str = ""
+    # the Bytewax processes before the death and after its restart (they differ: a rescale)
+    processes_before: int | None = None
+    processes_after: int | None = None
 
     @property
     def settled(self) -> bool:
@@ -380,8 +422,6 @@ class ChaosRun:
 
     def __init__(self, settings: Settings, plan: ChaosPlan, log_dir: str | Path, say: Say = print,
                  progress: bool = False) -> None:
-        from paystream.runner import FlowProcesses
-
         if plan.problems():
             raise ChaosError("; ".join(plan.problems()))
         self.settings = settings
@@ -390,10 +430,11 @@ class ChaosRun:
         self.progress = progress
         self.log_dir = Path(log_dir)
         self.rng = random.Random(plan.seed)
-        self.procs = FlowProcesses(settings, plan.processes, log_dir=self.log_dir,
-                                   extra_env=faults.environment(plan.fault_chances))
+        self.procs: FlowProcesses = self._flow_processes(plan.process_counts()[0])
         self.incidents: list[Incident] = []
         self.restarts = 0
+        self.rescales = 0  # restarts with a new process count (a fresh cluster of another size)
+        self.segment_processes: list[int] = []  # the processes started for each segment of the run
         self.restarts_after_deaths = 0  # restarts for processes that died by themselves (one may cover several)
         self._feed: Feed | None = None
         self.committed = 0
@@ -403,6 +444,14 @@ class ChaosRun:
         self._inputs = [TopicPartition(topic, p) for topic in (settings.topics.payments, settings.credits_topic)
                         for p in range(settings.kafka.partitions)]
         self._inputs_committed = 0  # payments and credits: any progress, for the crash-loop guard
+
+    def _flow_processes(self, count: int) -> FlowProcesses:
+        """A Bytewax cluster of `count` processes (not started), logging to `log_dir` (appending:
+        worker-i.log holds every life of process i, in every cluster size that had one)."""
+        from paystream.runner import FlowProcesses
+
+        return FlowProcesses(self.settings, count, log_dir=self.log_dir,
+                             extra_env=faults.environment(self.plan.fault_chances))
 
     # -- observing ------------------------------------------------------------------------
 
@@ -493,10 +542,14 @@ class ChaosRun:
                                  f"{plan.catch_up_timeout_s:.0f} s")
             self._watch(0.1)
 
-    def _restart(self) -> None:
-        """Kill whatever still runs of the Bytewax cluster and start all of it again."""
+    def _restart(self, processes: int | None = None) -> None:
+        """Kill whatever still runs of the Bytewax cluster and start all of it again; with a new
+        count of `processes`, a fresh cluster of that size (a rescale)."""
         self.procs.kill_all()
         self.procs.stop(timeout=1.0)  # nothing left to stop: closes the log files
+        if processes is not None and processes != self.procs.count:
+            self.procs = self._flow_processes(processes)
+            self.rescales += 1
         self.procs.start()
         self.restarts += 1
 
@@ -509,7 +562,9 @@ class ChaosRun:
                 code = self.procs.returncodes()[index]
                 kind = "fault_point" if code == -9 else "worker_exit"
                 committed = self.committed
-                self.incidents.append(Incident(kind, round(self._now(), 3), index, committed, returncode=code))
+                self.incidents.append(Incident(kind, round(self._now(), 3), index, committed, returncode=code,
+                                               processes_before=self.procs.count,
+                                               processes_after=self.procs.count))
                 self.say(f"  process {index} died by itself (exit {code}, {kind}) at {self._now():.1f} s, "
                          f"{committed:,} payments committed; restarting")
         self._deaths_without_progress += 1
@@ -524,13 +579,19 @@ class ChaosRun:
         return "\n".join(worker_logs[0].read_text(errors="replace").splitlines()[-lines:]) if worker_logs else "(no log)"
 
     def _kill_worker(self, shot: Shot) -> Incident:
-        index = self.rng.randrange(self.plan.processes)
+        before, after = self.procs.count, self.plan.process_counts()[shot.number]
+        index = self.rng.randrange(before)
         committed = self._read_committed()
         at = round(self._now(), 3)
         self.procs.kill(index)
-        incident = Incident("worker_kill", at, index, committed, threshold=shot.threshold, limit=shot.limit)
+        incident = Incident("worker_kill", at, index, committed, threshold=shot.threshold, limit=shot.limit,
+                            processes_before=before, processes_after=after)
         self.incidents.append(incident)
-        self._restart()
+        self._restart(after)
+        self.segment_processes.append(self.procs.count)
+        if after != before:
+            self.say(f"  rescale: {before} -> {after} process(es) at {self._now():.1f} s (every process of the "
+                     f"cluster killed, a fresh cluster of {after} started)")
         return incident
 
     def _kill_broker(self, shot: Shot) -> Incident:
@@ -540,7 +601,8 @@ class ChaosRun:
         committed = self._read_committed()
         at = round(self._now(), 3)
         cluster.kill_broker(node)
-        incident = Incident("broker_kill", at, node, committed, threshold=shot.threshold, limit=shot.limit)
+        incident = Incident("broker_kill", at, node, committed, threshold=shot.threshold, limit=shot.limit,
+                            processes_before=self.procs.count, processes_after=self.procs.count)
         self.incidents.append(incident)
         self.say(f"broker kill {shot.number}/{self.plan.broker_kills}: node {node} (leader of "
                  f"{self.settings.topics.payments}[0]) killed at {at:.1f} s, {committed:,} payments committed"
@@ -633,8 +695,10 @@ class ChaosRun:
 
     def run(self) -> ChaosResult:
         plan = self.plan
+        processes = (f"processes {_schedule_text(plan.process_schedule)} ({plan.rescales()} rescales)"
+                     if plan.process_schedule else f"{plan.processes} process(es)")
         self.say(f"chaos: {plan.payments:,} payments, {plan.kills} worker kills, {plan.broker_kills} broker kills, "
-                 f"{plan.processes} process(es), {self.settings.kafka.partitions} partitions, seed {plan.seed}, "
+                 f"{processes}, {self.settings.kafka.partitions} partitions, seed {plan.seed}, "
                  f"app {self.settings.engine.app_id}")
         self.say(describe_trigger(plan.trigger, plan.wait_s, plan.thresholds(), plan.broker_thresholds(),
                                   plan.held_back()))
@@ -653,6 +717,7 @@ class ChaosRun:
             self.settings, self.settings.consumer_group, **{"client.id": f"chaos-probe-{uuid.uuid4().hex[:6]}"}))
         self._started = time.monotonic()
         self.procs.start()
+        self.segment_processes.append(self.procs.count)
         try:
             for position, shot in enumerate(shots):
                 incident = self._fire(shot)
@@ -691,7 +756,7 @@ class ChaosRun:
             "held_back_payments": plan.held_back(),
             "run": {
                 "app_id": self.settings.engine.app_id, "bootstrap_servers": self.settings.kafka.bootstrap_servers,
-                "partitions": self.settings.kafka.partitions, "processes": plan.processes,
+                "partitions": self.settings.kafka.partitions, "processes": plan.process_counts()[0],
                 "epoch_interval_ms": self.settings.engine.epoch_interval_ms, "payments": plan.payments,
                 "accounts": plan.accounts, "seed": plan.seed, "bad_ratio": plan.bad_ratio,
                 "fault_chances": dict(plan.fault_chances),
@@ -700,6 +765,12 @@ class ChaosRun:
                 "log_dir": _relative(self.log_dir),
             },
             "restart_policy": RESTART_POLICY,
+            # the planned counts the run moved through (empty: always run.processes), the processes
+            # started for each segment (the start, then the restart after each worker kill), and the
+            # restarts with a new count (a fresh cluster of another size)
+            "process_schedule": list(plan.process_schedule),
+            "process_counts": list(self.segment_processes),
+            "rescales": self.rescales,
             "kills": len(kills),
             "fault_point_deaths": sum(1 for i in self.incidents if i.kind == "fault_point"),
             "fault_point_deaths_by_point": self._fault_deaths_by_point(),
@@ -739,6 +810,16 @@ def _limit(shots: list[Shot], position: int, payments: int) -> int:
     return payments if limit is None else limit
 
 
+def _schedule_text(counts: Any) -> str:
+    """`1 -> 2 -> 3 -> 2 -> 1`"""
+    return " -> ".join(str(count) for count in counts)
+
+
+def _segments_text(counts: list[int]) -> str:
+    """`1 x21 -> 2 x20 -> 3 x20`: the process counts of consecutive segments of a run, each with how many."""
+    return " -> ".join(f"{count} x{len(list(run))}" for count, run in itertools.groupby(counts))
+
+
 def _trigger_note(shot: Shot) -> str:
     return "" if shot.threshold is None else f" (trigger: {shot.threshold:,})"
 
@@ -761,7 +842,11 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"{report['run']['payments']:,} payments in {report['wall_s']:.1f} s = "
         f"{report['throughput_payments_per_s']:,.0f} payments/s including every kill and restart",
         _trigger_summary(report),
-        f"restarts: {report['restart_policy']}" if report["run"]["processes"] > 1 else "",
+        f"processes {_schedule_text(report['process_schedule'])} over the kills: {report['rescales']} rescales "
+        f"(every process of the cluster killed, a fresh cluster of the new size started); processes (x segments): "
+        f"{_segments_text(report['process_counts'])}" if report.get("process_schedule") else "",
+        f"restarts: {report['restart_policy']}"
+        if max(report.get("process_counts") or [report["run"]["processes"]]) > 1 else "",
         f"note: {report['kills'] - report['kills_while_work_remained']} of {report['kills']} kills came after every "
         f"payment was committed; for kills spread over the run use --trigger progress, or raise --payments (about "
         f"20,000 per kill here) or shorten --wait"

@@ -4,6 +4,8 @@ Runs on fresh, unique topics and app id, so it never touches another run's data.
 the independent auditor (`paystream verify`) finds every invariant intact. By default the kills
 fire at committed progress, spread evenly over the payments (`--trigger progress`); the random
 waits of `--trigger time --wait MIN MAX` remain for runs that want kills at arbitrary moments.
+`--rescale 1,2,3,2,1` changes the number of Bytewax processes over the run: it starts with the
+first count and the restarts after the kills move through the list evenly.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ from typing import Any
 
 DEFAULT_WAIT = (0.3, 3.0)  # --trigger time: seconds
 TRIGGERS = ("progress", "time")  # paystream.chaos.TRIGGERS, not imported: parsing the command line stays light
+
+
+def process_counts(text: str) -> tuple[int, ...]:
+    """`1,2,3,2,1` -> (1, 2, 3, 2, 1): positive whole numbers, comma-separated."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated process counts >= 1 (e.g. 1,2,3,2,1), got {text!r}")
+    return counts
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,7 +45,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--kills", type=int, default=20, help="worker kills, each of a random process (default 20)")
     parser.add_argument("--payments", type=int, default=50_000, help="payments to produce (default 50,000)")
     parser.add_argument("--accounts", type=int, default=10_000, help="accounts (default 10,000)")
-    parser.add_argument("--processes", type=int, default=1, help="Bytewax processes (default 1)")
+    parser.add_argument("--processes", type=int, default=None, help="Bytewax processes (default 1)")
+    parser.add_argument("--rescale", type=process_counts, default=None, metavar="N,N,...",
+                        help="process counts to move through over the run, e.g. 1,2,3,2,1: it starts with the "
+                             "first, and the restarts after the kills move through the list evenly (each count for "
+                             "about 1/len of the kills); a restart with a new count kills every process and starts "
+                             "a fresh cluster of that size (needs --kills >= len - 1)")
     parser.add_argument("--partitions", type=int, default=None, help="partitions per topic (default: the settings')")
     parser.add_argument("--brokers", type=int, choices=(1, 3), default=1,
                         help="1: use the running cluster of the settings; 3: a local 3-broker cluster (started if none runs)")
@@ -75,7 +93,12 @@ def handler(args: argparse.Namespace) -> int:
     if args.broker_kills and args.brokers != 3:
         print("paystream chaos: --broker-kills needs --brokers 3 (replication factor 3, min.insync 2)", file=sys.stderr)
         return 2
-    if args.kills < 0 or args.payments < 1 or args.processes < 1 or args.accounts < 2:
+    if args.rescale is not None and args.processes is not None and args.processes != args.rescale[0]:
+        print(f"paystream chaos: --processes {args.processes} contradicts --rescale, which starts with "
+              f"{args.rescale[0]} (leave --processes out)", file=sys.stderr)
+        return 2
+    processes = args.rescale[0] if args.rescale else (1 if args.processes is None else args.processes)
+    if args.kills < 0 or args.payments < 1 or processes < 1 or args.accounts < 2:
         print("paystream chaos: need --kills >= 0, --payments >= 1, --processes >= 1, --accounts >= 2", file=sys.stderr)
         return 2
     if args.wait is not None and args.trigger != "time":
@@ -85,9 +108,10 @@ def handler(args: argparse.Namespace) -> int:
     wait = tuple(args.wait) if args.wait is not None else DEFAULT_WAIT
     chances = dict(chaos.DEFAULT_FAULT_CHANCES) if args.fault_chance is None else \
         {point: args.fault_chance for point in faults.POINTS}
-    plan = chaos.ChaosPlan(kills=args.kills, payments=args.payments, accounts=args.accounts, processes=args.processes,
+    plan = chaos.ChaosPlan(kills=args.kills, payments=args.payments, accounts=args.accounts, processes=processes,
                            broker_kills=args.broker_kills, brokers=args.brokers, seed=args.seed, fault_chances=chances,
-                           trigger=args.trigger, wait_s=(min(wait), max(wait)))
+                           trigger=args.trigger, wait_s=(min(wait), max(wait)),
+                           process_schedule=args.rescale or ())
     if plan.problems():  # before a three-broker cluster is started for nothing
         print(f"paystream chaos: {'; '.join(plan.problems())}", file=sys.stderr)
         return 2

@@ -127,3 +127,39 @@ def test_two_processes_killed_and_restarted_together_stay_exactly_once(make_sett
     assert report["restarts_after_deaths"] <= report["fault_point_deaths"] + report["other_worker_exits"]
     assert {incident["target"] for incident in report["incidents"]} <= {0, 1}
     assert report["verify"]["counts"]["payments"] == 80_000
+
+
+def test_the_process_schedule_plan_moves_through_every_count_evenly_over_the_kills() -> None:
+    # segment 0 is the start, segment k follows the restart after kill k: the first count runs
+    # from the start through the restarts after kills 1-20, the next ones 20 kills each
+    counts = ChaosPlan(kills=100, payments=1_000_000, process_schedule=(1, 2, 3, 2, 1)).process_counts()
+    assert counts == [1] * 21 + [2] * 20 + [3] * 20 + [2] * 20 + [1] * 20
+    assert ChaosPlan(kills=100, payments=1_000_000, process_schedule=(1, 2, 3, 2, 1)).rescales() == 4
+    assert ChaosPlan(kills=4, payments=100, process_schedule=(1, 2, 1)).process_counts() == [1, 1, 2, 2, 1]
+    assert ChaosPlan(kills=3, payments=100, processes=2).process_counts() == [2, 2, 2, 2]  # no schedule
+    assert ChaosPlan(kills=3, payments=100, process_schedule=(1, 2, 3, 2, 1)).problems()  # a count left out
+    assert ChaosPlan(kills=4, payments=100, process_schedule=(1, 0)).problems()
+
+
+@pytest.mark.timeout(300)
+def test_a_rescale_schedule_of_one_two_three_two_one_processes_stays_exactly_once(
+        make_settings: Any, tmp_path: Path) -> None:
+    """Every kill's restart is a rescale: the whole cluster killed, a fresh one of the next size started."""
+    settings = make_settings(partitions=4)
+    plan = ChaosPlan(kills=4, payments=60_000, accounts=2_000, seed=13, process_schedule=(1, 2, 3, 2, 1))
+
+    result = run_chaos(settings, plan, tmp_path)
+
+    report = result.report
+    assert result.ok, result.verify_table
+    assert_kills_fired_as_planned(report, plan)
+    # the processes started for each segment (the start, then after each kill) are the schedule's
+    assert report["process_counts"] == plan.process_counts() == [1, 2, 3, 2, 1]
+    assert report["rescales"] == plan.rescales() == 4
+    kills = [incident for incident in report["incidents"] if incident["kind"] == "worker_kill"]
+    assert [(i["processes_before"], i["processes_after"]) for i in kills] == [(1, 2), (2, 3), (3, 2), (2, 1)]
+    assert all(i["target"] < i["processes_before"] for i in kills)
+    # a cluster of three processes did run (each process index logs to its own file)
+    assert sorted(path.name for path in (tmp_path / "logs").glob("worker-*.log")) == [
+        "worker-0.log", "worker-1.log", "worker-2.log"]
+    assert report["verify"]["counts"]["payments"] == 60_000
