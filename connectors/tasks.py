@@ -193,10 +193,7 @@ class TaskRuntime:
     def _snapshot_cache(self) -> SnapshotCache:
         name = f"{self.settings.engine.app_id}.{self.task_id}"
         identity = self.topology.changelog_id if self.topology is not None else ""
-        try:
-            return SnapshotCache(self.settings.engine.snapshot_dir, name, identity=identity)  # type: ignore[call-arg]
-        except TypeError:  # a cache without identities
-            return SnapshotCache(self.settings.engine.snapshot_dir, name)
+        return SnapshotCache(self.settings.engine.snapshot_dir, name, identity=identity)
 
     # -- opening ------------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 Pure: the account state is mutated in place, everything to be written is returned, and
 nothing here knows about Kafka, Bytewax or the clock.
 
-Order of checks (the first stage that declines ends it): duplicate → customer → currency →
-life cycle → limits and funds (debits) → review rules (authorizations) → approved. Then the
-window bookkeeping, then the effects of an approved command.
+Order of checks (the first stage that declines ends it): duplicate → outside the horizon →
+customer → currency → life cycle → limits and funds (debits) → review rules (authorizations) →
+approved. Then the window bookkeeping, then the effects of an approved command.
 
 >>> from paystream.settings import RuleSettings
 >>> from paystream.wire import CustomerStatus, Deposit, SourcePosition
@@ -30,12 +30,14 @@ from msgspec import Struct
 from operators.accounts import (
     CAPTURED,
     CAPTURED_AMOUNT,
+    CLOSED_TS,
     HELD,
     OPEN,
     REFUNDED,
     STATE,
     VOIDED,
     AccountState,
+    authorization as find_authorization,
     record_card_use,
     record_debit,
     remember_payment,
@@ -48,6 +50,7 @@ from operators.rules import (
     CURRENCY_MISMATCH,
     DAILY_LIMIT_EXCEEDED,
     INSUFFICIENT_FUNDS,
+    OUTSIDE_HORIZON,
     REFUND_EXCEEDS_CAPTURED,
     SINGLE_LIMIT_EXCEEDED,
     TRANSFER_TO_SELF,
@@ -127,7 +130,11 @@ def decide(
     duplicate = rules.duplicate
     if is_duplicate(account, payment_id, duplicate):
         return DUPLICATE
-    remember_payment(account, payment_id, command.ts, duplicate.horizon_ms)
+    ts = command.ts
+    if ts < account.newest_ts - duplicate.horizon_ms:  # `outside_horizon`: a re-send this old would look new
+        account.seq += 1
+        return _declined(command, account, source, [OUTSIDE_HORIZON])
+    remember_payment(account, payment_id, ts, duplicate.horizon_ms)
     account.seq += 1
     customer = customers.get(command.account)
 
@@ -164,14 +171,16 @@ def _authorize(command: Authorize, account: AccountState, customer: CustomerStat
                rules: RuleSettings, source: SourcePosition) -> Outcome:
     """Stages 4–7 for an authorization, with its window bookkeeping (the windows hold earlier card uses only).
 
-    Stage 4: an authorization is never overwritten. A re-sent `authorize` whose id the duplicate
-    horizon has forgotten would otherwise reopen a captured hold and let it be captured twice.
+    Stage 4: an authorization is never overwritten while it counts. A re-sent `authorize` whose id
+    the duplicate horizon has forgotten would otherwise reopen a captured hold and let it be
+    captured twice.
     """
-    if command.payment_id in account.authorizations:
+    horizon_ms = rules.duplicate.horizon_ms
+    if ((command.payment_id in account.authorizations or account.spill is not None)
+            and find_authorization(account, command.payment_id, horizon_ms) is not None):
         return _declined(command, account, source, [AUTHORIZATION_EXISTS])
     ts = command.ts
     amount = command.amount
-    horizon_ms = rules.duplicate.horizon_ms
     velocity_window_ms = rules.velocity.window_ms
     breaches = _limit_breaches(amount, ts, account, customer, rules)
     if breaches:
@@ -188,7 +197,7 @@ def _authorize(command: Authorize, account: AccountState, customer: CustomerStat
         )
     record_debit(account, ts, amount, rules.daily_limit.window_ms, horizon_ms)
     account.held += amount  # approved: a hold, no money moves yet
-    account.authorizations[command.payment_id] = [amount, OPEN, 0, 0]
+    account.authorizations[command.payment_id] = [amount, OPEN, 0, 0, 0]
     return _approved(command, account, source, (), completed=False)
 
 
@@ -196,6 +205,8 @@ def _capture(command: Capture, account: AccountState, customer: CustomerStatus |
              rules: RuleSettings, source: SourcePosition) -> Outcome:
     """Close an open authorization: debit at most its hold, release the rest."""
     authorization = account.authorizations.get(command.auth_id)
+    if authorization is None or authorization[STATE] != OPEN:  # sealed in a page, closed or forgotten
+        authorization = find_authorization(account, command.auth_id, rules.duplicate.horizon_ms, change=True)
     if authorization is None:
         return _declined(command, account, source, [UNKNOWN_AUTHORIZATION])
     if authorization[STATE] != OPEN:
@@ -206,6 +217,7 @@ def _capture(command: Capture, account: AccountState, customer: CustomerStatus |
     account.posted -= command.amount
     authorization[STATE] = CAPTURED
     authorization[CAPTURED_AMOUNT] = command.amount
+    authorization[CLOSED_TS] = command.ts
     return _approved(command, account, source, (_ledger_entry(command, command.account, "debit"),), completed=True)
 
 
@@ -213,19 +225,22 @@ def _void(command: Void, account: AccountState, customer: CustomerStatus | None,
           rules: RuleSettings, source: SourcePosition) -> Outcome:
     """Release the whole hold of an open authorization (`amount` is informational)."""
     authorization = account.authorizations.get(command.auth_id)
+    if authorization is None or authorization[STATE] != OPEN:  # sealed in a page, closed or forgotten
+        authorization = find_authorization(account, command.auth_id, rules.duplicate.horizon_ms, change=True)
     if authorization is None:
         return _declined(command, account, source, [UNKNOWN_AUTHORIZATION])
     if authorization[STATE] != OPEN:
         return _declined(command, account, source, [AUTHORIZATION_CLOSED])
     account.held -= authorization[HELD]
     authorization[STATE] = VOIDED
+    authorization[CLOSED_TS] = command.ts
     return _approved(command, account, source, (), completed=False)
 
 
 def _refund(command: Refund, account: AccountState, customer: CustomerStatus | None, customers: Customers,
             rules: RuleSettings, source: SourcePosition) -> Outcome:
-    """Credit back part or all of what a captured authorization took."""
-    authorization = account.authorizations.get(command.auth_id)
+    """Credit back part or all of what a captured authorization took (only while it counts: see RULES.md)."""
+    authorization = find_authorization(account, command.auth_id, rules.duplicate.horizon_ms, change=True)
     if authorization is None:
         return _declined(command, account, source, [UNKNOWN_AUTHORIZATION])
     if authorization[STATE] != CAPTURED:

@@ -17,7 +17,7 @@ from typing import Final
 
 from msgspec import Struct
 
-from operators.accounts import AccountState, daily_spend, recent_authorizations
+from operators.accounts import AccountState, daily_spend, recent_authorizations, remembered_ts
 from paystream.geo import distance_km
 from paystream.settings import (
     CustomerRule,
@@ -45,6 +45,7 @@ AUTHORIZATION_NOT_CAPTURED: Final = "authorization_not_captured"
 REFUND_EXCEEDS_CAPTURED: Final = "refund_exceeds_captured"
 TRANSFER_TO_SELF: Final = "transfer_to_self"
 AUTHORIZATION_EXISTS: Final = "authorization_exists"
+OUTSIDE_HORIZON: Final = "outside_horizon"  # older than the duplicate horizon: cannot be checked for a re-send
 SINGLE_LIMIT_EXCEEDED: Final = "single_limit_exceeded"
 DAILY_LIMIT_EXCEEDED: Final = "daily_limit_exceeded"
 INSUFFICIENT_FUNDS: Final = "insufficient_funds"
@@ -69,7 +70,13 @@ class Alert(Struct, frozen=True, gc=False):
 def is_duplicate(account: AccountState, payment_id: str, settings: DuplicateRule) -> bool:
     """`DuplicateRule`: is `payment_id` still remembered (within `horizon_ms` of the newest ts)?"""
     seen_at = account.payment_ids.get(payment_id)
-    return seen_at is not None and seen_at >= account.newest_ts - settings.horizon_ms
+    if seen_at is None:
+        if account.spill is None:
+            return False
+        seen_at = remembered_ts(account, payment_id)
+        if seen_at is None:
+            return False
+    return seen_at >= account.newest_ts - settings.horizon_ms
 
 
 def customer_refusal(customer: CustomerStatus | None, settings: CustomerRule) -> str | None:

@@ -142,6 +142,9 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     credits_purge_interval_ms: int = 60_000
     # SIGTERM/SIGINT: stop reading, commit the open epoch, close the clients, exit 0 within this
     shutdown_timeout_ms: int = 20_000
+    # a changelog record above this many bytes is logged and counted (state/changelog.py); by
+    # design none passes 256 KiB: a large account's record is split into pages
+    changelog_record_warn_bytes: int = 64 * 1024
     # "payments": the payment engine; "simple": the benchmark's one-rule workload (bench/)
     workload: str = "payments"
     # A deliberately broken build, for the test that proves the chaos run can fail: commit
@@ -225,6 +228,8 @@ def check(settings: Settings) -> None:
         raise SettingsError(
             f"engine.commit_timeout_ms ({engine.commit_timeout_ms}) must be positive and below "
             f"engine.transaction_timeout_ms ({engine.transaction_timeout_ms}): a commit must give up before the broker aborts it")
+    if engine.changelog_record_warn_bytes <= 0:
+        raise SettingsError(f"engine.changelog_record_warn_bytes ({engine.changelog_record_warn_bytes}) must be positive")
     rules = settings.rules
     event_time = rules.event_time
     if event_time.max_skew_ms < 0 or event_time.max_lateness_ms < 0:

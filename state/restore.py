@@ -2,8 +2,9 @@
 
 Reads partition p of the changelog `read_committed` from `start_offset` to its end (the end is
 known by the partition-EOF event, which a `read_committed` fetch reports at the last stable
-offset, so aborted tails and control markers are handled), latest record per account wins.
-Progress and speed (keys/s) go to the log.
+offset, so aborted tails and control markers are handled), latest record per key wins; the
+records are folded into the accounts by `state.changelog.apply_records` (format versions
+checked, a large account's pages put back together). Progress and speed (keys/s) go to the log.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from operators.accounts import AccountState
 from paystream import clients, logs
 from paystream.settings import Settings
-
+from state import changelog
 
 # Changelog keys starting with these bytes are the task's own records (e.g. its input
 # positions), never an account: account ids are valid UTF-8, which never holds 0xFF.
-META_PREFIX = b"\xff\x00"
+META_PREFIX = changelog.META_PREFIX
 
 
 class RestoreResult(msgspec.Struct, frozen=True):
@@ -87,18 +88,13 @@ def read_partition_to_end(
         consumer.close()
 
 
-def _array_header(length: int) -> bytes:
-    """The msgpack header of an array of `length` items (array 32)."""
-    return b"\xdd" + length.to_bytes(4, "big")
-
-
 def restore_accounts(
     settings: Settings, task_id: str, partition: int, start_offset: int, accounts: dict[str, Any],
     state_type: type = AccountState,
 ) -> RestoreResult:
     """Fold the changelog tail from `start_offset` into `accounts` (in place)."""
     log = logs.get("restore", task=task_id)
-    decode_many = msgspec.msgpack.Decoder(list[state_type]).decode
+    changelog.configure(settings.engine.changelog_record_warn_bytes)  # the alarm of the records it writes next
     started = time.perf_counter()
     seen = 0
     last_report = started
@@ -117,15 +113,7 @@ def restore_accounts(
 
     next_offset = read_partition_to_end(settings, settings.changelog_topic, partition, start_offset, fold)
     meta = {key: latest.pop(key) for key in [key for key in latest if key.startswith(META_PREFIX)]}
-    for key in [key for key, value in latest.items() if value is None]:  # tombstones
-        accounts.pop(key.decode(), None)
-        del latest[key]
-    keys = list(latest)
-    for chunk in range(0, len(keys), 50_000):
-        part = keys[chunk:chunk + 50_000]
-        # one msgpack array of many values: one C call decodes them all
-        states = decode_many(_array_header(len(part)) + b"".join([latest[key] for key in part]))  # type: ignore[misc]
-        accounts.update(zip([key.decode() for key in part], states))
+    changelog.apply_records(latest, accounts, state_type)  # one C call decodes 50,000 accounts at a time
     seconds = time.perf_counter() - started
     result = RestoreResult(seen, len(accounts), next_offset, seconds,
                            {key: value for key, value in meta.items() if value is not None})

@@ -5,6 +5,11 @@ below it is folded in). It is written only after the transaction that produced t
 offset committed (step 4 of `TaskRuntime.commit`), so it can never be ahead of Kafka unless
 Kafka lost data or the topics were recreated: then it is discarded (compare Kafka Streams'
 `ProcessorStateManager.initializeStoreOffsetsFromCheckpoint`).
+
+A snapshot file carries a format version (`FORMAT_VERSION`: the file's layout and the accounts'
+encoding) and the identity of the changelog topic it was taken from (`identity`, e.g. the
+topic's id: a topic deleted and recreated under the same name has another). A snapshot of
+another format or another topic is discarded, with a log line, and never loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -20,16 +25,24 @@ from operators.accounts import AccountState
 from paystream import logs
 
 
+# 1: `format` and `identity` added; accounts as `operators.accounts.AccountState` of changelog format 1
+# (bump it whenever the file or the encoding of an account changes).
+FORMAT_VERSION: Final = 1
+
+
 class Snapshot(msgspec.Struct, gc=False):
     task_id: str
     changelog_offset: int
     accounts: dict[str, Any]
+    identity: str = ""
 
 
 class _EncodedSnapshot(msgspec.Struct, gc=False):
     task_id: str
     changelog_offset: int
     accounts: msgspec.Raw
+    format: int = 0  # files written before format versions have none
+    identity: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -37,12 +50,16 @@ _header = msgspec.msgpack.Decoder(_EncodedSnapshot)
 
 
 class SnapshotCache:
-    """One task's snapshot files: `{task_id}.{changelog_offset}.snapshot`, newest kept."""
+    """One task's snapshot files: `{task_id}.{changelog_offset}.snapshot`, newest kept.
 
-    def __init__(self, directory: str | Path, task_id: str, keep: int = 2) -> None:
+    `identity`: the changelog topic's identity (its topic id); only snapshots taken from it load.
+    """
+
+    def __init__(self, directory: str | Path, task_id: str, keep: int = 2, identity: str = "") -> None:
         self.directory = Path(directory)
         self.task_id = task_id
         self.keep = keep
+        self.identity = identity
         self._log = logs.get("snapshots", task=task_id)
 
     def _files(self) -> list[tuple[int, Path]]:
@@ -71,7 +88,8 @@ class SnapshotCache:
         path = self.directory / f"{self.task_id}.{changelog_offset}.snapshot"
         temporary = path.with_suffix(".tmp")
         with open(temporary, "wb") as file:
-            file.write(_encoder.encode(_EncodedSnapshot(self.task_id, changelog_offset, msgspec.Raw(accounts))))
+            file.write(_encoder.encode(_EncodedSnapshot(self.task_id, changelog_offset, msgspec.Raw(accounts),
+                                                        FORMAT_VERSION, self.identity)))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -90,8 +108,14 @@ class SnapshotCache:
                 continue
             try:
                 encoded = _header.decode(path.read_bytes())
+                if encoded.format != FORMAT_VERSION or encoded.identity != self.identity:
+                    self._log.warning("snapshot of another format or changelog topic discarded", path=path.name,
+                                      format=encoded.format, expected_format=FORMAT_VERSION,
+                                      identity=encoded.identity, expected_identity=self.identity)
+                    path.unlink(missing_ok=True)
+                    continue
                 accounts = msgspec.msgpack.decode(encoded.accounts, type=dict[str, state_type])
-                snapshot = Snapshot(encoded.task_id, encoded.changelog_offset, accounts)
+                snapshot = Snapshot(encoded.task_id, encoded.changelog_offset, accounts, encoded.identity)
             except (OSError, msgspec.DecodeError) as error:
                 self._log.warning("corrupt snapshot discarded", path=path.name, error=str(error))
                 path.unlink(missing_ok=True)

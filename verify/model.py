@@ -116,6 +116,7 @@ class Authorization:
     state: str = "open"  # open | captured | voided
     captured: int = 0
     refunded: int = 0
+    closed_ts: int = 0  # ts of the capture or void that closed it
 
 
 @dataclass
@@ -194,10 +195,10 @@ class ReferenceModel:
         if customer is not None and command.currency != customer.currency:
             return "currency_mismatch"
         kind = command.type
-        if kind == "authorize" and command.payment_id in state.authorizations:
-            return "authorization_exists"  # never reopen or replace an authorization
+        if kind == "authorize" and self._authorization(state, command.payment_id) is not None:
+            return "authorization_exists"  # never reopen or replace an authorization that counts
         if kind in ("capture", "void", "refund"):
-            authorization = state.authorizations.get(command.auth_id or "")
+            authorization = self._authorization(state, command.auth_id or "")
             if authorization is None:
                 return "unknown_authorization"
             if kind == "capture":
@@ -225,6 +226,16 @@ class ReferenceModel:
             if recipient is not None and recipient.currency != command.currency:
                 return "currency_mismatch"
         return None
+
+    def _authorization(self, state: AccountState, auth_id: str) -> Authorization | None:
+        """An authorization counts unless it is closed and was closed before `max_ts - horizon`
+        (RULES.md clarifications; `max_ts` includes the current command). Kept forever here."""
+        authorization = state.authorizations.get(auth_id)
+        if authorization is None:
+            return None
+        if authorization.state != "open" and authorization.closed_ts < (state.max_ts or 0) - self.rules.duplicate.horizon_ms:
+            return None
+        return authorization
 
     # -- stage 5 ------------------------------------------------------------------------
     def _limit_failures(self, state: AccountState, command: Command) -> list[str]:
@@ -286,7 +297,11 @@ class ReferenceModel:
         state.seq += 1
         reasons: list[str] = []
         alerts: list[ExpectedAlert] = []
-        refusal = self._refusal(state, command)
+        # stage 1b: older than the horizon (max_ts did not move: the command is older than it)
+        if state.max_ts is not None and command.ts < state.max_ts - self.rules.duplicate.horizon_ms:
+            refusal: str | None = "outside_horizon"
+        else:
+            refusal = self._refusal(state, command)
         if refusal is not None:
             outcome, reasons = "declined", [refusal]
         else:
@@ -342,12 +357,12 @@ class ReferenceModel:
             authorization = state.authorizations[command.auth_id or ""]
             state.held -= authorization.amount
             state.posted -= amount
-            authorization.state, authorization.captured = "captured", amount
+            authorization.state, authorization.captured, authorization.closed_ts = "captured", amount, command.ts
             self._ledger(command, command.account, "debit")
         elif kind == "void":
             authorization = state.authorizations[command.auth_id or ""]
             state.held -= authorization.amount
-            authorization.state = "voided"
+            authorization.state, authorization.closed_ts = "voided", command.ts
         elif kind == "refund":
             state.posted += amount
             state.authorizations[command.auth_id or ""].refunded += amount

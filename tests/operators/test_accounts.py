@@ -5,7 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 
 from operators.accounts import (
+    CAPTURED,
+    OPEN,
+    VOIDED,
     AccountState,
+    authorization,
     daily_spend,
     decode_account,
     encode_account,
@@ -15,7 +19,8 @@ from operators.accounts import (
     remember_payment,
 )
 from operators.rules import is_duplicate
-from paystream.settings import DuplicateRule
+from paystream.settings import DuplicateRule, RuleSettings, VelocityRule
+from tests.operators.builders import Bank, authorize, capture, customer, deposit
 
 WINDOW = 100
 HORIZON = 400
@@ -56,3 +61,38 @@ def test_windows_and_memory_match_the_formulas_over_everything_ever_recorded(str
             assert all(t > newest - HORIZON - WINDOW - WINDOW // 8 - 1 for t in times)
         assert all(t >= newest - HORIZON - HORIZON // 8 - 1 for t in account.payment_ids.values())
         assert decode_account(encode_account(account)) == account
+
+
+def test_closed_authorizations_are_forgotten_then_evicted_once_the_horizon_passes_their_close() -> None:
+    """RULES.md clarifications: closed before `newest_ts - horizon` → forgotten (at once, by its
+    ts), and dropped at the next sweep; an open authorization is never forgotten."""
+    account = AccountState()
+    remember_payment(account, "a1", 0, HORIZON)
+    account.authorizations.update({"a1": [10, CAPTURED, 10, 0, 100], "a2": [10, OPEN, 0, 0, 0],
+                                   "a3": [10, VOIDED, 0, 0, 450]})
+    remember_payment(account, "p1", 500, HORIZON)  # 100 >= 500 - 400: a1 still counts
+    assert authorization(account, "a1", HORIZON) is not None
+    remember_payment(account, "p2", 501, HORIZON)
+    assert authorization(account, "a1", HORIZON) is None  # forgotten, not dropped yet
+    assert "a1" in account.authorizations
+    remember_payment(account, "p3", 10_000, HORIZON)  # a sweep: a1 and a3 go, the open a2 stays
+    assert set(account.authorizations) == {"a2"} and authorization(account, "a2", HORIZON) is not None
+    assert set(account.payment_ids) == {"p3"}
+
+
+def test_a_busy_account_keeps_only_what_the_horizon_covers() -> None:
+    """Hazard (issue 10, #6): authorizations were never evicted. 20,000 authorize+capture pairs
+    over 25 horizons: what is kept is what the last horizon (and the sweep's slack) holds."""
+    bank = Bank(RuleSettings(duplicate=DuplicateRule(horizon_ms=HORIZON * 100),
+                             velocity=VelocityRule(max_authorizations=10**9)),
+                A=customer("A", single_limit=10**9, daily_limit=10**12))
+    bank.run(deposit("d0", 10**9, ts=0))
+    for n in range(10_000):
+        ts = n * 100
+        assert bank.verdict(authorize(f"a{n}", 1, ts=ts)) == ("approved", [])
+        assert bank.verdict(capture(f"c{n}", f"a{n}", 1, ts=ts + 50)) == ("approved", [])
+    account = bank.account("A")
+    per_horizon = HORIZON * 100 // 100  # authorizations per horizon
+    assert len(account.authorizations) <= per_horizon * 9 // 8 + 2
+    assert len(account.payment_ids) <= 2 * (per_horizon * 9 // 8 + 2)
+    assert len(account.debit_times) <= (HORIZON * 100 + 86_400_000) // 100 + 1

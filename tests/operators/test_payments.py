@@ -273,7 +273,41 @@ def test_a_resent_authorization_past_the_horizon_never_reopens_a_captured_one() 
     assert bank.verdict(capture("c1", "a1", 400, ts=1_100)) == ("approved", [])
     bank.run(deposit("d1", 5, ts=10_000))  # the horizon moves past a1 and c1
 
-    assert bank.verdict(authorize("a1", 400, ts=1_000)) == ("declined", ["authorization_exists"])
-    assert bank.verdict(capture("c1", "a1", 400, ts=1_100)) == ("declined", ["authorization_closed"])
+    # replayed as they were: older than the horizon, so they can no longer be checked
+    assert bank.verdict(authorize("a1", 400, ts=1_000)) == ("declined", ["outside_horizon"])
+    assert bank.verdict(capture("c1", "a1", 400, ts=1_100)) == ("declined", ["outside_horizon"])
     account = bank.account("A")
     assert (account.posted, account.held) == (10_000 - 400 + 5, 0)
+
+
+def test_an_authorization_id_re_used_while_the_authorization_counts_is_declined() -> None:
+    """Within the horizon of its capture, an authorization is never replaced (even when its id
+    was forgotten), and a second capture of it is `authorization_closed`."""
+    bank = Bank(RuleSettings(duplicate=DuplicateRule(horizon_ms=1_000)))
+    bank.run(deposit("d0", 10_000, ts=1_000))
+    bank.run(authorize("a1", 400, ts=1_000))
+    bank.run(deposit("d1", 5, ts=2_500))  # a1's id is past the horizon; the authorization is open
+    assert bank.verdict(capture("c1", "a1", 400, ts=2_400)) == ("approved", [])
+    assert bank.verdict(authorize("a1", 400, ts=2_450)) == ("declined", ["authorization_exists"])
+    assert bank.verdict(capture("c2", "a1", 400, ts=2_500)) == ("declined", ["authorization_closed"])
+    assert bank.verdict(refund("r1", "a1", 100, ts=2_600)) == ("approved", [])
+    account = bank.account("A")
+    assert (account.posted, account.held) == (10_000 + 5 - 400 + 100, 0)
+
+
+def test_a_closed_authorization_is_forgotten_once_its_close_leaves_the_horizon() -> None:
+    """RULES.md clarifications: a capture, void or refund of it is then `unknown_authorization`,
+    an open one is never forgotten, and an `authorize` may use the id again."""
+    bank = Bank(RuleSettings(duplicate=DuplicateRule(horizon_ms=1_000)))
+    bank.run(deposit("d0", 10_000, ts=1_000))
+    bank.run(authorize("a1", 400, ts=1_000))
+    bank.run(authorize("a2", 300, ts=1_001))
+    bank.run(capture("c1", "a1", 400, ts=1_100))
+    assert bank.verdict(refund("r1", "a1", 50, ts=2_100)) == ("approved", [])  # 1_100 >= 2_100 - 1_000
+    assert bank.verdict(refund("r2", "a1", 50, ts=2_101)) == ("declined", ["unknown_authorization"])
+    assert bank.verdict(capture("c2", "a2", 300, ts=2_102)) == ("approved", [])  # open: never forgotten
+    assert bank.verdict(authorize("a1", 700, ts=2_103)) == ("approved", [])  # a new authorization
+    assert bank.verdict(capture("c3", "a1", 700, ts=2_104)) == ("approved", [])
+    account = bank.account("A")
+    assert (account.posted, account.held) == (10_000 - 400 + 50 - 300 - 700, 0)
+    assert set(account.authorizations) <= {"a1", "a2"}

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings as hypothesis_settings
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from operators.task import InboundRecord
 from paystream.geo import distance_km
@@ -86,3 +86,68 @@ def test_the_engine_agrees_with_the_reference_model(stream: list[dict[str, Any]]
     assert by_key(engine.get("balances", []), "account", "seq") == by_key(expected.get("balances", []), "account", "seq")
     assert engine.get("fraud-alerts") == expected.get("fraud-alerts")
     assert engine.get("payment-completed") == expected.get("payment-completed")
+
+
+HORIZON = SETTINGS.rules.duplicate.horizon_ms
+
+
+@st.composite
+def late_commands(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """`commands()`, with some commands made late by up to three horizons: some are then older
+    than the horizon (`outside_horizon`), and closed authorizations are forgotten in between."""
+    stream = draw(commands())
+    scale = draw(st.sampled_from([1, 10, 30]))  # hypothesis draws small times: stretch them past the horizon
+    for body in stream:
+        body["ts"] *= scale
+        if draw(st.integers(0, 3)) == 0:
+            body["ts"] = max(0, body["ts"] - draw(st.integers(0, 3 * HORIZON)))
+    return stream
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(late_commands())
+def test_the_engine_agrees_with_the_model_on_late_commands_and_forgotten_authorizations(stream: list[dict[str, Any]]) -> None:
+    """RULES.md `outside_horizon` and forgotten authorizations, implemented separately in both."""
+    records = [record(n, body) for n, body in enumerate(stream)]
+    engine = engine_outputs(records)
+    assert engine == model_outputs(records)
+
+
+def engine_outputs_restored_every(records: list[InboundRecord], every: int) -> dict[str, list[Any]]:
+    """`engine_outputs`, with the task committed after every record and restored from its
+    changelog (latest record per key) every `every` records: what a crash-looping task does."""
+    from operators.task import TaskProcessor
+    from state.changelog import apply_records, changelog_records
+    from tests.operators.test_properties import CUSTOMERS
+
+    task = fresh(SETTINGS)
+    latest: dict[bytes, bytes | None] = {}
+    topics: dict[str, list[Any]] = {}
+    for n, inbound in enumerate(records):
+        for topic, _, value, _ in run(task, [inbound]):
+            if topic != SETTINGS.credits_topic:
+                topics.setdefault(topic, []).append(msgspec.json.decode(value))
+        latest.update(changelog_records(task.accounts, task.changed))
+        task.changed.clear()
+        if n % every == every - 1:
+            accounts: dict[str, Any] = {}
+            apply_records(latest, accounts)
+            assert accounts == task.accounts
+            task = TaskProcessor(SETTINGS, CUSTOMERS, accounts)
+    return topics
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(late_commands(), st.integers(1, 5))
+def test_sealed_pages_and_restores_change_no_decision(stream: list[dict[str, Any]], every: int) -> None:
+    """With changelog pages tiny enough that every account spills, the engine restored from its
+    changelog again and again still agrees with the model."""
+    from state import changelog
+
+    records = [record(n, body) for n, body in enumerate(stream)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(changelog, "SPILL_BYTES", 150)
+        patch.setattr(changelog, "PAGE_BYTES", 100)
+        patch.setattr(changelog, "WINDOW_PAGE_ENTRIES", 2)
+        engine = engine_outputs_restored_every(records, every)
+    assert engine == model_outputs(records)

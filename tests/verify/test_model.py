@@ -203,16 +203,19 @@ def test_engine_order_places_a_credit_where_the_engine_applied_it() -> None:
     assert {d.payment_id: d.reasons for d in late.decisions}["b1"] == ("insufficient_funds",)
 
 
-def test_window_entries_beyond_the_horizon_do_not_count_for_a_late_command() -> None:
-    """RULES.md clarification: entries with t <= max_ts - horizon - window are dropped."""
+def test_a_command_older_than_the_horizon_is_declined_and_counts_in_no_window() -> None:
+    """RULES.md stage 1, `outside_horizon`: a3 is older than max_ts - horizon, so it is declined
+    (its id can no longer be checked) and a4, in time, is not reviewed for velocity."""
     settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "velocity": {"max_authorizations": 1},
                                          "event_time": NARROW})
     payments = [command("deposit", "d1", "A", 10_000, T0),
                 command("authorize", "a1", "A", 10, T0, country="DE"),
                 command("authorize", "a2", "A", 10, T0 + 10_000_000, country="DE"),
-                command("authorize", "a3", "A", 10, T0 + 1, country="DE")]  # late: a1 is 1 ms before it
-    out = run(payments, settings=settings)
-    assert outcomes(out)[-1] == ("a3", "approved", ())
+                command("authorize", "a3", "A", 10, T0 + 1, country="DE")]  # late: past the horizon
+    later = command("authorize", "a4", "A", 10, T0 + 10_000_000 + 600_001, country="DE")
+    out = run(payments + [later], settings=settings)
+    assert outcomes(out)[-2:] == [("a3", "declined", ("outside_horizon",)), ("a4", "approved", ())]
+    assert [d.seq for d in out.decisions][-2:] == [4, 5]
     in_time = run(payments[:2] + payments[3:], settings=settings)
     assert outcomes(in_time)[-1] == ("a3", "review", ("velocity",))
 
@@ -230,9 +233,25 @@ def test_the_model_dead_letters_a_ts_outside_the_event_time_bounds_of_its_kafka_
 def test_the_model_declines_an_authorization_that_already_exists() -> None:
     settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "event_time": NARROW})
     out = run([command("deposit", "d0", "A", 10_000, T0), command("authorize", "a1", "A", 400, T0, country="FR"),
-               command("capture", "c1", "A", 400, T0 + 100, auth_id="a1"), command("deposit", "d1", "A", 5, T0 + 9_000),
-               command("authorize", "a1", "A", 400, T0 + 1, country="FR"),
-               command("capture", "c1", "A", 400, T0 + 101, auth_id="a1")], settings=settings)
+               command("deposit", "d1", "A", 5, T0 + 1_500),  # a1's id is past the horizon, a1 still open
+               command("capture", "c1", "A", 400, T0 + 1_400, auth_id="a1"),
+               command("authorize", "a1", "A", 400, T0 + 1_450, country="FR"),
+               command("capture", "c2", "A", 400, T0 + 1_460, auth_id="a1"),
+               command("capture", "c1", "A", 400, T0 + 1_400, auth_id="a1")], settings=settings)
     assert outcomes(out)[-2:] == [("a1", "declined", ("authorization_exists",)),
-                                  ("c1", "declined", ("authorization_closed",))]
-    assert balance(out, "A") == (10_000 - 400 + 5, 0)
+                                  ("c2", "declined", ("authorization_closed",))]
+    assert out.duplicates == 1  # c1 re-sent as it was, still remembered
+    assert balance(out, "A") == (10_000 + 5 - 400, 0)
+
+
+def test_the_model_forgets_a_closed_authorization_once_its_close_leaves_the_horizon() -> None:
+    settings = load(environ={}, rules={"duplicate": {"horizon_ms": 1000}, "event_time": NARROW})
+    out = run([command("deposit", "d0", "A", 10_000, T0), command("authorize", "a1", "A", 400, T0, country="FR"),
+               command("capture", "c1", "A", 400, T0 + 100, auth_id="a1"),
+               command("refund", "r1", "A", 50, T0 + 1_100, auth_id="a1"),  # the capture is 1_000 ms old
+               command("refund", "r2", "A", 50, T0 + 1_101, auth_id="a1"),
+               command("authorize", "a1", "A", 700, T0 + 1_102, country="FR"),
+               command("capture", "c2", "A", 700, T0 + 1_103, auth_id="a1")], settings=settings)
+    assert outcomes(out)[-4:] == [("r1", "approved", ()), ("r2", "declined", ("unknown_authorization",)),
+                                  ("a1", "approved", ()), ("c2", "approved", ())]
+    assert balance(out, "A") == (10_000 - 400 + 50 - 700, 0)
