@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Mapping
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from connectors.topology import Topology, check_topology
 from connectors.transactions import TaskProducer, transactional_id
@@ -329,16 +329,18 @@ class TaskRuntime:
         """Commit this epoch's work as one transaction (at each Bytewax epoch close).
 
         1. wait for the previous epoch's commit; send the outputs that waited for it;
-        2. if a local snapshot is due, read its label now: the changelog's end before this
-           epoch's changelog records (a label never claims more than the snapshot holds, even
-           with two owners overlapping: restoring replays from it, idempotently);
-        3. changelog: one record per account changed since the last commit, encoded now, and
+        2. changelog: one record per account changed since the last commit, encoded now, and
            the task's input positions (so a restore knows them whatever the group keeps);
-        4. offsets: the next offset of every input partition the task owns, read or not;
-        5. on the commit thread: `send_offsets_to_transaction` + `commit_transaction`, so outputs,
-           changelog and offsets become visible together or not at all; a failure is raised
-           by the next `process`/`commit`/`check` call, which stops the worker;
-        6. post-commit: the local snapshot, if one is due (a cache; it may be lost at any time).
+        3. offsets: the next offset of every input partition the task owns, read or not;
+        4. a local snapshot, if one is due, encoded now (the state as of this commit);
+        5. on the commit thread (the worker goes on with the next epoch; its outputs wait):
+           the snapshot's label, the changelog's end read before this epoch's changelog
+           records are sent (a label never claims more than the snapshot holds, even with two
+           owners overlapping: restoring replays from it, idempotently); the changelog
+           records; `send_offsets_to_transaction` + `commit_transaction`, so outputs, changelog
+           and offsets become visible together or not at all; a failure is raised by the next
+           `process`/`commit`/`check` call, which stops the worker;
+        6. post-commit: the snapshot written (a cache; it may be lost at any time).
         """
         assert self.processor is not None and self.producer is not None and self.consumer is not None
         self._settle()
@@ -348,25 +350,19 @@ class TaskRuntime:
         if not self._dirty and not self.producer.in_transaction and not self.refresh_due():
             return
         engine = self.settings.engine
-        changelog = self.settings.changelog_topic
-        snapshot_label = -1
-        self.epochs_since_snapshot += 1
-        if self.epochs_since_snapshot >= engine.snapshot_every_epochs:
-            snapshot_label = watermarks(self.consumer, TopicPartition(changelog, self.partition))[1]
         changed = self.processor.changed
         records = changelog_records(self.accounts, changed) if changed else []
         changed.clear()
         if self.positions and not engine.unsafe_offsets_outside_transaction:
             records.append((POSITIONS_KEY, encode_positions(self.positions)))
-        if records:
-            self.producer.send_to_partition(changelog, self.partition, records)
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self.positions.items()]
         snapshot = None
-        if snapshot_label >= 0:
+        self.epochs_since_snapshot += 1
+        if self.epochs_since_snapshot >= engine.snapshot_every_epochs:
             snapshot = self.snapshots.encode_accounts(self.accounts)  # the state as of this commit
             self.epochs_since_snapshot = 0
         self._dirty = False
-        self._committing = _commit_pool.submit(self._commit_now, offsets, snapshot, snapshot_label)
+        self._committing = _commit_pool.submit(self._commit_now, records, offsets, snapshot)
         if wait:
             self._settle()
 
@@ -382,8 +378,23 @@ class TaskRuntime:
         self._refresh_taken = True
         return True
 
-    def _commit_now(self, offsets: list[TopicPartition], snapshot: bytes | None, snapshot_label: int) -> None:
+    def _snapshot_label(self) -> int | None:
+        """The changelog's end now (before this epoch's changelog records), or None if Kafka does not
+        say within a few seconds: the snapshot is then skipped (a cache), never the commit delayed."""
+        assert self.consumer is not None
+        try:
+            return self.consumer.get_watermark_offsets(
+                TopicPartition(self.settings.changelog_topic, self.partition), timeout=5, cached=False)[1]
+        except KafkaException as error:
+            self.log.info("snapshot skipped: the changelog's end is unknown", error=str(error))
+            return None
+
+    def _commit_now(self, records: list[tuple[bytes, bytes | None]], offsets: list[TopicPartition],
+                    snapshot: bytes | None) -> None:
         assert self.producer is not None
+        snapshot_label = self._snapshot_label() if snapshot is not None else None
+        if records:
+            self.producer.send_to_partition(self.settings.changelog_topic, self.partition, records)
         faults.maybe_die("before_commit")
         started = time.perf_counter()
         if self.settings.engine.unsafe_offsets_outside_transaction:
@@ -400,7 +411,7 @@ class TaskRuntime:
             self.log.info("first commit", seconds_since_open=round(time.perf_counter() - self.opened_at, 3),
                           commit_ms=round(1000 * (time.perf_counter() - started), 1), records=self.processed)
         faults.maybe_die("after_commit")
-        if snapshot is not None:
+        if snapshot is not None and snapshot_label is not None:
             try:
                 self.snapshots.save_encoded(snapshot, snapshot_label)
                 self.changelog_end = snapshot_label

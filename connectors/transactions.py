@@ -167,14 +167,18 @@ class TaskProducer:
 
     def _wait_for_room(self, topic: str, key: bytes | None, value: bytes | None,
                        headers: list[tuple[str, bytes]] | None, partition: int = -1) -> None:
-        """The local queue is full: let librdkafka drain it, then produce the record."""
+        """The local queue is full: let librdkafka drain it, then produce the record (or fail the
+        task if it stays full past the commit deadline: a stuck queue must restart, never stall)."""
+        deadline = time.monotonic() + self._commit_timeout
         while True:
             self._producer.poll(0.05)
             try:
                 self._producer.produce(topic, value, key, partition, headers=headers)
                 return
             except BufferError:
-                continue
+                if time.monotonic() > deadline:
+                    raise self._classify(KafkaError(KafkaError._QUEUE_FULL, "the producer queue stayed full past "
+                                                    "engine.commit_timeout_ms"), "send") from None
 
     @property
     def in_transaction(self) -> bool:

@@ -534,6 +534,7 @@ class ChaosRun:
             if self.committed > last:
                 last, last_progress = self.committed, now
             if now - last_progress > plan.recovery_timeout_s:
+                self._dump_stacks()
                 raise ChaosError(f"waiting for {threshold:,} committed payments: no new progress for "
                                  f"{plan.recovery_timeout_s:.0f} s at {self.committed:,}; the log ends with:\n"
                                  f"{self._log_tail()}")
@@ -573,6 +574,16 @@ class ChaosRun:
                              f"committing anything new (a crash loop, not chaos); the log ends with:\n{self._log_tail()}")
         self._restart()
         self.restarts_after_deaths += 1
+
+    def _dump_stacks(self) -> None:
+        """Ask every live worker for its threads' stacks (SIGUSR1, see paystream.worker) before giving up on it."""
+        import os
+        import signal
+
+        for proc in self.procs.procs:
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)
 
     def _log_tail(self, lines: int = 25) -> str:
         worker_logs = sorted(self.log_dir.glob("worker-*.log"))

@@ -24,7 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-w", "--workers-per-process", type=int, default=1)
     args = parser.parse_args(argv)
 
+    import faulthandler
+    import signal
+
     from bytewax._bytewax import cli_main
+
+    # `kill -USR1 <pid>` writes every thread's stack to stderr (the worker's log): a stalled
+    # worker tells where it waits, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     from paystream import settings
 
