@@ -152,7 +152,7 @@ def restore_figures(events: list[dict[str, Any]]) -> dict[str, Any]:
         "restore_keys_per_s": records / slowest if slowest > 0 else None,
         "task_keys_per_s_max": max((int(e.get("keys_per_s", 0)) for e in restored), default=None),
         "snapshots_loaded": len(snapshots),
-        "snapshot_accounts": sum(int(e.get("accounts", 0)) for e in snapshots),
+        "snapshot_records": sum(int(e.get("records", 0)) for e in snapshots),
         "accounts_after_open": sum(int(e.get("accounts", 0)) for e in opened),
         "task_open_s_max": max((float(e.get("seconds", 0)) for e in opened), default=None),
     }

@@ -84,7 +84,7 @@ def recovery_lines(recovery: dict[str, Any] | None) -> list[str]:
             f"{_fmt(case.get('kill_to_readers_unblocked_s'), '.2f')} s, → first new read_committed output {_fmt(case['kill_to_first_visible_s'], '.2f')} s, "
             f"→ all {case['partitions_with_new_output']} partitions {_fmt(case['kill_to_all_partitions_visible_s'], '.2f')} s; "
             f"restored {case['restored_records']:,} changelog records in {case['restore_s']:.2f} s "
-            f"({_fmt(case['restore_keys_per_s'], ',.0f')} keys/s), {case['snapshot_accounts']:,} accounts from snapshots, "
+            f"({_fmt(case['restore_keys_per_s'], ',.0f')} keys/s), {case.get('snapshot_records', case.get('snapshot_accounts', 0)):,} records from snapshots, "
             f"peak RSS {case['peak_rss_mib']:.0f} MiB")
     return lines
 

@@ -178,6 +178,7 @@ class TaskRuntime:
         self._refresh_taken = False
         self._last_purge = time.monotonic()
         self.changelog_end = 0
+        self.image: dict[bytes, bytes] = {}  # the changelog's latest value per key: what a snapshot writes
         self.epochs_since_snapshot = 0
         self.snapshots = self._snapshot_cache()
         self.consumer: Consumer | None = None
@@ -242,14 +243,14 @@ class TaskRuntime:
         assert self.consumer is not None
         _low, committed_end = watermarks(self.consumer, changelog)
         start = 0
-        snapshot = self.snapshots.load(committed_end, self.processor_type.state_type)
+        snapshot = self.snapshots.load(committed_end)
         if snapshot is not None:
-            self.accounts.update(snapshot.accounts)
             start = snapshot.changelog_offset
-            self.log.info("snapshot loaded", accounts=len(self.accounts), changelog_offset=start,
+            self.log.info("snapshot loaded", records=len(snapshot.records), changelog_offset=start,
                           kafka_end=committed_end)
         result = restore_accounts(self.settings, self.task_id, self.partition, start, self.accounts,
-                                  self.processor_type.state_type)
+                                  self.processor_type.state_type, snapshot.records if snapshot is not None else None)
+        self.image = result.image
         self.changelog_end = max(start, result.next_offset)
         recorded = result.meta.get(POSITIONS_KEY)
         if recorded is not None:
@@ -332,7 +333,8 @@ class TaskRuntime:
         2. changelog: one record per account changed since the last commit, encoded now, and
            the task's input positions (so a restore knows them whatever the group keeps);
         3. offsets: the next offset of every input partition the task owns, read or not;
-        4. a local snapshot, if one is due, encoded now (the state as of this commit);
+        4. the task's changelog image (latest value per key) updated with these records; if a
+           local snapshot is due, a copy of the image (the state as of this commit) for it;
         5. on the commit thread (the worker goes on with the next epoch; its outputs wait):
            the snapshot's label, the changelog's end read before this epoch's changelog
            records are sent (a label never claims more than the snapshot holds, even with two
@@ -340,7 +342,8 @@ class TaskRuntime:
            records; `send_offsets_to_transaction` + `commit_transaction`, so outputs, changelog
            and offsets become visible together or not at all; a failure is raised by the next
            `process`/`commit`/`check` call, which stops the worker;
-        6. post-commit: the snapshot written (a cache; it may be lost at any time).
+        6. post-commit: the snapshot encoded and written on the commit thread (a cache; it may
+           be lost at any time).
         """
         assert self.processor is not None and self.producer is not None and self.consumer is not None
         self._settle()
@@ -356,10 +359,16 @@ class TaskRuntime:
         if self.positions and not engine.unsafe_offsets_outside_transaction:
             records.append((POSITIONS_KEY, encode_positions(self.positions)))
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self.positions.items()]
+        image = self.image
+        for key, value in records:
+            if value is None:
+                image.pop(key, None)
+            else:
+                image[key] = value
         snapshot = None
         self.epochs_since_snapshot += 1
         if self.epochs_since_snapshot >= engine.snapshot_every_epochs:
-            snapshot = self.snapshots.encode_accounts(self.accounts)  # the state as of this commit
+            snapshot = dict(image)  # the state as of this commit; the commit thread encodes it
             self.epochs_since_snapshot = 0
         self._dirty = False
         self._committing = _commit_pool.submit(self._commit_now, records, offsets, snapshot)
@@ -390,7 +399,7 @@ class TaskRuntime:
             return None
 
     def _commit_now(self, records: list[tuple[bytes, bytes | None]], offsets: list[TopicPartition],
-                    snapshot: bytes | None) -> None:
+                    snapshot: dict[bytes, bytes] | None) -> None:
         assert self.producer is not None
         snapshot_label = self._snapshot_label() if snapshot is not None else None
         if records:
@@ -413,7 +422,7 @@ class TaskRuntime:
         faults.maybe_die("after_commit")
         if snapshot is not None and snapshot_label is not None:
             try:
-                self.snapshots.save_encoded(snapshot, snapshot_label)
+                self.snapshots.save(snapshot, snapshot_label)
                 self.changelog_end = snapshot_label
             except OSError as error:  # only a cache: the next restore replays more of the changelog
                 self.log.warning("snapshot not written", error=str(error), changelog_offset=snapshot_label)

@@ -95,24 +95,22 @@ class TaskProducer:
         self._group_metadata = group_metadata
         self._log = logs.get("transactions", task=task_id)
         self._commit_timeout = settings.engine.commit_timeout_ms / 1000
-        config = clients.producer_config(settings)
-        self._principal = principal_of(config)
-        self._resources = {"transactional.id": transactional_id(settings, task_id),
-                           "consumer group": settings.consumer_group}
-        self._producer = Producer(
-            clients.producer_config(
-                settings,
-                **{
-                    "transactional.id": transactional_id(settings, task_id),
-                    "transaction.timeout.ms": settings.engine.transaction_timeout_ms,
-                    "client.id": transactional_id(settings, task_id),
-                    # a failed record fails the commit anyway; reporting only failures keeps the
-                    # hot path free of one Python callback per record
-                    "delivery.report.only.error": True,
-                    "on_delivery": self._on_delivery,
-                },
-            )
+        tid = transactional_id(settings, task_id)
+        config = clients.producer_config(
+            settings,
+            **{
+                "transactional.id": tid,
+                "transaction.timeout.ms": settings.engine.transaction_timeout_ms,
+                "client.id": tid,
+                # a failed record fails the commit anyway; reporting only failures keeps the
+                # hot path free of one Python callback per record
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_delivery,
+            },
         )
+        self._principal = principal_of(config)
+        self._resources = {"transactional.id": tid, "consumer group": settings.consumer_group}
+        self._producer = Producer(config)
         self._in_transaction = False
         self._send_error: KafkaError | None = None
 

@@ -150,6 +150,44 @@ def remember_payment(account: AccountState, payment_id: str, ts: int, horizon_ms
         account.next_sweep_ts = newest_ts + (horizon_ms >> 3)
 
 
+# Applied transfer ids share the remembered ids (and so their eviction and their changelog pages)
+# under this prefix; a command's id that starts with NUL is escaped with one more (`payment_key`),
+# so the two can never meet.
+CREDIT_PREFIX: Final = "\x00\x01"
+
+
+def payment_key(payment_id: str) -> str:
+    r"""The key `payment_id` is remembered under: itself, unless it could pass for an applied credit.
+
+    >>> payment_key("p1"), payment_key("\x00\x01t1")
+    ('p1', '\x00\x00\x01t1')
+    """
+    return "\x00" + payment_id if payment_id[:1] == "\x00" else payment_id
+
+
+def remember_credit(account: AccountState, transfer_id: str, ts: int, horizon_ms: int) -> bool:
+    """Remember that the credit of `transfer_id` (sent at event time `ts`) landed; False if it had already.
+
+    The recipient's own clock is untouched (`newest_ts` moves only with its commands). A credit
+    older than the recipient's horizon is not remembered: its once-only guarantee is the credits
+    offset that commits with the state (see docs/LIFETIME.md).
+
+    >>> account = AccountState(newest_ts=1_000)
+    >>> remember_credit(account, "t1", 990, horizon_ms=80), remember_credit(account, "t1", 990, horizon_ms=80)
+    (True, False)
+    """
+    key = CREDIT_PREFIX + transfer_id
+    floor = account.newest_ts - horizon_ms
+    seen_at = account.payment_ids.get(key)
+    if seen_at is None and account.spill is not None:
+        seen_at = remembered_ts(account, key)
+    if seen_at is not None and seen_at >= floor:
+        return False
+    if ts >= floor:
+        account.payment_ids[key] = ts
+    return True
+
+
 def remembered_ts(account: AccountState, payment_id: str) -> int | None:
     """The `ts` `payment_id` was remembered with (the newest, if it was remembered twice), or None."""
     seen_at = account.payment_ids.get(payment_id)

@@ -40,6 +40,7 @@ from operators.accounts import (
     authorization as find_authorization,
     record_card_use,
     record_debit,
+    remember_credit,
     remember_payment,
 )
 from operators.rules import (
@@ -127,6 +128,8 @@ def decide(
 ) -> Outcome:
     """Decide `command` (read at `source`) against `account`, apply its effects and say what to write."""
     payment_id = command.payment_id
+    if payment_id[:1] == "\x00":  # `payment_key`, inline: the hot path
+        payment_id = "\x00" + payment_id
     duplicate = rules.duplicate
     if is_duplicate(account, payment_id, duplicate):
         return DUPLICATE
@@ -147,8 +150,14 @@ def decide(
     return _DECIDE_BY_TYPE[type(command)](command, account, customer, customers, rules, source)
 
 
-def apply_credit(credit: Credit, account: AccountState) -> Outcome:
-    """Land a transfer's credit on the recipient, whatever its customer row says now (the money already left)."""
+def apply_credit(credit: Credit, account: AccountState, horizon_ms: int) -> Outcome:
+    """Land a transfer's credit on the recipient, whatever its customer row says now (the money already left).
+
+    A credit whose transfer id the account remembers (within `horizon_ms`) landed already: it
+    changes nothing and writes nothing (`DUPLICATE`).
+    """
+    if not remember_credit(account, credit.transfer_id, credit.ts, horizon_ms):
+        return DUPLICATE
     account.seq += 1
     account.posted += credit.amount
     if not account.currency:

@@ -193,7 +193,10 @@ class TaskProcessor:
         account = self.accounts.get(credit.account)
         if account is None:
             account = self.accounts[credit.account] = AccountState()
-        outcome = apply_credit(credit, account)
+        outcome = apply_credit(credit, account, self._rules.duplicate.horizon_ms)
+        if outcome.balance is None:  # landed already: the recipient remembers the transfer id
+            self.counts[("credit_duplicate",)] += 1
+            return
         self.changed.add(credit.account)
         self.counts[("credit",)] += 1
         out.append((self._balances, credit.account.encode(), encode(outcome.balance), None))

@@ -2,9 +2,10 @@
 
 Reads partition p of the changelog `read_committed` from `start_offset` to its end (the end is
 known by the partition-EOF event, which a `read_committed` fetch reports at the last stable
-offset, so aborted tails and control markers are handled), latest record per key wins; the
-records are folded into the accounts by `state.changelog.apply_records` (format versions
-checked, a large account's pages put back together). Progress and speed (keys/s) go to the log.
+offset, so aborted tails and control markers are handled), latest record per key wins, on top
+of a snapshot's records if there is one; the records are folded into the accounts by
+`state.changelog.apply_records` (format versions checked, a large account's pages put back
+together). Progress and speed (keys/s) go to the log.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class RestoreResult(msgspec.Struct, frozen=True):
     accounts: int
     next_offset: int
     seconds: float
-    meta: dict[bytes, bytes] = {}  # the latest value of each `META_PREFIX` key in the tail read
+    meta: dict[bytes, bytes] = {}  # the latest value of each `META_PREFIX` key
+    image: dict[bytes, bytes] = {}  # the latest value of every live key: the next snapshot's start
 
     @property
     def keys_per_second(self) -> float:
@@ -90,9 +92,9 @@ def read_partition_to_end(
 
 def restore_accounts(
     settings: Settings, task_id: str, partition: int, start_offset: int, accounts: dict[str, Any],
-    state_type: type = AccountState,
+    state_type: type = AccountState, snapshot: dict[bytes, bytes] | None = None,
 ) -> RestoreResult:
-    """Fold the changelog tail from `start_offset` into `accounts` (in place)."""
+    """Fold the changelog tail from `start_offset` (on top of a `snapshot`'s records) into `accounts`."""
     log = logs.get("restore", task=task_id)
     changelog.configure(settings.engine.changelog_record_warn_bytes)  # the alarm of the records it writes next
     started = time.perf_counter()
@@ -100,7 +102,7 @@ def restore_accounts(
     last_report = started
     # An uncompacted changelog holds one record per account per commit that changed it:
     # keep only the latest raw value per key while reading, and decode each account once.
-    latest: dict[bytes, bytes | None] = {}
+    latest: dict[bytes, bytes | None] = dict(snapshot) if snapshot else {}
 
     def fold(batch: list) -> None:
         nonlocal seen, last_report
@@ -112,11 +114,13 @@ def restore_accounts(
             last_report = now
 
     next_offset = read_partition_to_end(settings, settings.changelog_topic, partition, start_offset, fold)
-    meta = {key: latest.pop(key) for key in [key for key in latest if key.startswith(META_PREFIX)]}
+    image = {key: value for key, value in latest.items() if value is not None}
+    meta = {key: image[key] for key in image if key.startswith(META_PREFIX)}
+    for key in meta:
+        del latest[key]
     changelog.apply_records(latest, accounts, state_type)  # one C call decodes 50,000 accounts at a time
     seconds = time.perf_counter() - started
-    result = RestoreResult(seen, len(accounts), next_offset, seconds,
-                           {key: value for key, value in meta.items() if value is not None})
+    result = RestoreResult(seen, len(accounts), next_offset, seconds, meta, image)
     log.info("restored", records=seen, accounts=len(accounts), from_offset=start_offset,
              next_offset=next_offset, seconds=round(seconds, 3), keys_per_s=int(result.keys_per_second))
     return result

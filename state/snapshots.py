@@ -1,15 +1,31 @@
-"""Local snapshots of a task's accounts: a cache that shortens recovery, never the truth.
+"""Local snapshots of a task's changelog: a cache that shortens recovery, never the truth.
 
-A snapshot records the changelog offset it reflects (`changelog_offset`: every changelog record
-below it is folded in). It is written only after the transaction that produced that changelog
-offset committed (step 4 of `TaskRuntime.commit`), so it can never be ahead of Kafka unless
-Kafka lost data or the topics were recreated: then it is discarded (compare Kafka Streams'
+A snapshot is the changelog partition compacted up to an offset: the latest value of every key
+(`records`: the account records, a large account's pages, the task's input positions), exactly
+as the changelog holds them, and the offset it reflects (`changelog_offset`: every changelog
+record below it is folded in). A restore folds the changelog's tail on top and decodes the
+result once (`state.restore`), so a snapshot needs no encoding of its own: the task keeps the
+image up to date from the records it commits and writes a copy of it on the commit thread,
+never encoding accounts on the worker thread.
+
+It is written only after the transaction that produced that changelog offset committed (step 6
+of `TaskRuntime.commit`), so it can never be ahead of Kafka unless Kafka lost data or the topics
+were recreated: then it is discarded (compare Kafka Streams'
 `ProcessorStateManager.initializeStoreOffsetsFromCheckpoint`).
 
-A snapshot file carries a format version (`FORMAT_VERSION`: the file's layout and the accounts'
-encoding) and the identity of the changelog topic it was taken from (`identity`, e.g. the
-topic's id: a topic deleted and recreated under the same name has another). A snapshot of
-another format or another topic is discarded, with a log line, and never loaded.
+A snapshot file carries a format version (`FORMAT_VERSION`: the file's layout; its values are
+changelog records, each with its own changelog format version) and the identity of the
+changelog topic it was taken from (`identity`, e.g. the topic's id: a topic deleted and
+recreated under the same name has another). A snapshot of another format or another topic is
+discarded, with a log line, and never loaded.
+
+>>> import tempfile
+>>> logs.configure()  # info and above
+>>> cache = SnapshotCache(tempfile.mkdtemp(), "app.payments-0", identity="topic-id")
+>>> _ = cache.save({b"A": b"state of A"}, changelog_offset=42)
+>>> loaded = cache.load(committed_changelog_end=100)
+>>> loaded.records, loaded.changelog_offset
+({b'A': b'state of A'}, 42)
 """
 
 from __future__ import annotations
@@ -17,36 +33,36 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
-from operators.accounts import AccountState
 from paystream import logs
 
-
-# 1: `format` and `identity` added; accounts as `operators.accounts.AccountState` of changelog format 1
-# (bump it whenever the file or the encoding of an account changes).
-FORMAT_VERSION: Final = 1
+# 1: accounts as `operators.accounts.AccountState`, with `format` and `identity`.
+# 2: the changelog's latest records (key -> value bytes) instead of decoded accounts.
+# (bump it whenever the file's layout changes; the values carry the changelog's own version)
+FORMAT_VERSION: Final = 2
 
 
 class Snapshot(msgspec.Struct, gc=False):
     task_id: str
     changelog_offset: int
-    accounts: dict[str, Any]
+    records: dict[bytes, bytes]
     identity: str = ""
 
 
-class _EncodedSnapshot(msgspec.Struct, gc=False):
+class _Header(msgspec.Struct, gc=False):
     task_id: str
     changelog_offset: int
-    accounts: msgspec.Raw
+    records: msgspec.Raw
     format: int = 0  # files written before format versions have none
     identity: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()
-_header = msgspec.msgpack.Decoder(_EncodedSnapshot)
+_header = msgspec.msgpack.Decoder(_Header)
+_records = msgspec.msgpack.Decoder(dict[bytes, bytes])
 
 
 class SnapshotCache:
@@ -73,33 +89,27 @@ class SnapshotCache:
                 continue
         return sorted(found)
 
-    @staticmethod
-    def encode_accounts(accounts: dict[str, AccountState]) -> bytes:
-        """Freeze the accounts as bytes now; `save_encoded` may write them later, from another thread."""
-        return _encoder.encode(accounts)
-
-    def save(self, accounts: dict[str, AccountState], changelog_offset: int) -> Path:
-        return self.save_encoded(self.encode_accounts(accounts), changelog_offset)
-
-    def save_encoded(self, accounts: bytes, changelog_offset: int) -> Path:
-        """Write atomically (temp file + rename) and drop older snapshots beyond `keep`."""
+    def save(self, records: dict[bytes, bytes], changelog_offset: int) -> Path:
+        """Write `records` (no other thread may change them) atomically, temp file + rename, and
+        drop older snapshots beyond `keep`."""
         self.directory.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         path = self.directory / f"{self.task_id}.{changelog_offset}.snapshot"
         temporary = path.with_suffix(".tmp")
+        encoded = _encoder.encode(_Header(self.task_id, changelog_offset, msgspec.Raw(_encoder.encode(records)),
+                                          FORMAT_VERSION, self.identity))
         with open(temporary, "wb") as file:
-            file.write(_encoder.encode(_EncodedSnapshot(self.task_id, changelog_offset, msgspec.Raw(accounts),
-                                                        FORMAT_VERSION, self.identity)))
+            file.write(encoded)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
         for _, old in self._files()[: -self.keep]:
             old.unlink(missing_ok=True)
-        self._log.debug("snapshot written", bytes=len(accounts), changelog_offset=changelog_offset,
+        self._log.debug("snapshot written", bytes=len(encoded), records=len(records), changelog_offset=changelog_offset,
                         seconds=round(time.perf_counter() - started, 3))
         return path
 
-    def load(self, committed_changelog_end: int, state_type: type = AccountState) -> Snapshot | None:
+    def load(self, committed_changelog_end: int) -> Snapshot | None:
         """The newest snapshot at or below Kafka's committed changelog end; newer ones are discarded."""
         for offset, path in reversed(self._files()):
             if offset > committed_changelog_end:
@@ -107,15 +117,15 @@ class SnapshotCache:
                 path.unlink(missing_ok=True)
                 continue
             try:
-                encoded = _header.decode(path.read_bytes())
-                if encoded.format != FORMAT_VERSION or encoded.identity != self.identity:
+                header = _header.decode(path.read_bytes())
+                if header.format != FORMAT_VERSION or header.identity != self.identity:
                     self._log.warning("snapshot of another format or changelog topic discarded", path=path.name,
-                                      format=encoded.format, expected_format=FORMAT_VERSION,
-                                      identity=encoded.identity, expected_identity=self.identity)
+                                      format=header.format, expected_format=FORMAT_VERSION,
+                                      identity=header.identity, expected_identity=self.identity)
                     path.unlink(missing_ok=True)
                     continue
-                accounts = msgspec.msgpack.decode(encoded.accounts, type=dict[str, state_type])
-                snapshot = Snapshot(encoded.task_id, encoded.changelog_offset, accounts, encoded.identity)
+                snapshot = Snapshot(header.task_id, header.changelog_offset, _records.decode(header.records),
+                                    header.identity)
             except (OSError, msgspec.DecodeError) as error:
                 self._log.warning("corrupt snapshot discarded", path=path.name, error=str(error))
                 path.unlink(missing_ok=True)

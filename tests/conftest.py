@@ -15,7 +15,9 @@ MakeSettings = Callable[..., Settings]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses the broker (directly or through `make_settings`) is marked `broker`."""
+    """Every test that uses the broker (directly or through `make_settings`) is marked `broker`;
+    the `own_cluster` ones (they take the shared cluster down) move to the end (a stable sort)."""
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is not None)
     for item in items:
         if "kafka_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.broker)

@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Iterator
 
 KAFKA_VERSION = "4.1.1"
@@ -216,8 +217,11 @@ def _java_command(libs: Path, main: str, *args: str, heap: tuple[str, ...] = ("-
 # configuration and storage
 
 
-def server_properties(node: Node, brokers: int) -> str:
-    """The `server.properties` of one combined node in a cluster of `brokers` nodes."""
+def server_properties(node: Node, brokers: int, overrides: Mapping[str, str] | None = None) -> str:
+    """The `server.properties` of one combined node in a cluster of `brokers` nodes.
+
+    `overrides` replace or add broker settings (the lifetime tests shorten Kafka's memory with them).
+    """
     peers = [Node(i, node.home) for i in range(1, brokers + 1)]
     replication = min(3, brokers)
     min_isr = min(2, brokers)
@@ -263,10 +267,13 @@ def server_properties(node: Node, brokers: int) -> str:
         "num.recovery.threads.per.data.dir=1",
         "unclean.leader.election.enable=false",
     ]
+    if overrides:
+        lines = [line for line in lines if line.split("=", 1)[0] not in overrides]
+        lines += [f"{key}={value}" for key, value in overrides.items()]
     return "\n".join(lines) + "\n"
 
 
-def _format_storage(libs: Path, nodes: list[Node]) -> None:
+def _format_storage(libs: Path, nodes: list[Node], overrides: Mapping[str, str] | None = None) -> None:
     """Write properties and format every node's storage with one fresh cluster id."""
     result = subprocess.run(_java_command(libs, "kafka.tools.StorageTool", "random-uuid"),
                             capture_output=True, text=True)
@@ -276,7 +283,7 @@ def _format_storage(libs: Path, nodes: list[Node]) -> None:
     formatting = {}
     for node in nodes:  # in parallel: each format is a JVM start
         node.dir.mkdir(parents=True, exist_ok=True)
-        node.properties.write_text(server_properties(node, len(nodes)))
+        node.properties.write_text(server_properties(node, len(nodes), overrides))
         args = ["format", "-t", cluster_id, "-c", str(node.properties)]
         if len(nodes) == 1:
             args.append("--standalone")
@@ -429,11 +436,13 @@ def is_up() -> bool:
     return all(_alive(node) and _port_open(node.port) for node in cluster.nodes)
 
 
-def up(brokers: int = 1) -> Cluster:
+def up(brokers: int = 1, overrides: Mapping[str, str] | None = None) -> Cluster:
     """Bring up a local cluster of `brokers` (1 or 3) nodes and return it once every node is ready.
 
     Idempotent: a healthy cluster of the same size is returned as is, and dead nodes of it are
     restarted on their existing data. A running cluster of another size is an error.
+    `overrides`: broker settings for a new cluster (see `server_properties`); a running
+    cluster is returned with the settings it was started with.
     """
     if brokers not in (1, 3):
         raise ClusterError(f"a local cluster has 1 or 3 brokers, not {brokers}")
@@ -456,7 +465,7 @@ def up(brokers: int = 1) -> Cluster:
         cluster = Cluster(brokers, root)
         libs = _java_libs(root)
         _wipe(root)
-        _format_storage(libs, cluster.nodes)
+        _format_storage(libs, cluster.nodes, overrides)
         _state_file(root).write_text(json.dumps({"brokers": brokers, "version": KAFKA_VERSION}))
         try:
             _start(libs, cluster.nodes)

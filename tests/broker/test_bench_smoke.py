@@ -66,7 +66,7 @@ def test_bench_smoke_every_payment_has_exactly_one_decision_and_results_are_writ
         assert case["kill_to_first_commit_s"] is not None and case["partitions_with_new_output"] == 12
         assert case["tasks_restored"] == 12 and case["accounts_after_open"] >= RECOVERY_ACCOUNTS
     with_cache, without_cache = recovery["cases"]
-    assert with_cache["snapshots_loaded"] > 0 and with_cache["snapshot_accounts"] > 0
+    assert with_cache["snapshots_loaded"] > 0 and with_cache["snapshot_records"] > 0
     assert without_cache["snapshots_loaded"] == 0 and without_cache["restored_records"] >= RECOVERY_ACCOUNTS
     assert {check["target"] for check in written["targets"]} >= {
         "simple, 1 process ≥ 40% of the raw transactional loop", "changelog restore ≥ 600,000 keys/s with ≤ 1 GiB RSS"}

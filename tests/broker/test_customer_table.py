@@ -10,24 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-import msgspec
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from paystream import clients
 from paystream.settings import Settings
 from state.customers import GlobalCustomerTable
+from tests.operators.builders import customer_row
 
 Record = tuple[bytes, bytes | None]
 DEADLINE_S = 30.0
-
-
-def row(account: str, **changes: Any) -> bytes:
-    fields: dict[str, Any] = dict(
-        v=1, account=account, kyc="verified", blocked=False, single_limit=100_000,
-        daily_limit=1_000_000, home_country="FR", currency="EUR",
-    )
-    fields.update(changes)
-    return msgspec.json.encode(fields)
 
 
 def produce(settings: Settings, records: list[Record]) -> None:
@@ -49,14 +40,14 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 def test_bad_records_are_skipped_at_load_and_while_following(make_settings: Any) -> None:
     settings = make_settings(partitions=2)
     produce(settings, [
-        (b"A", row("A")),
+        (b"A", customer_row("A")),
         (b"\xff\xfeA", None),  # the reproduced hazard: a tombstone whose key is not UTF-8
-        (b"\xffB", row("B")),
+        (b"\xffB", customer_row("B")),
         (b"C", b"not json"),
-        (b"D", row("E")),
-        (b"GONE", row("GONE")),
+        (b"D", customer_row("E")),
+        (b"GONE", customer_row("GONE")),
         (b"GONE", None),
-        (b"B", row("B", kyc="pending")),
+        (b"B", customer_row("B", kyc="pending")),
     ])
     table = GlobalCustomerTable(settings)
     try:
@@ -65,7 +56,7 @@ def test_bad_records_are_skipped_at_load_and_while_following(make_settings: Any)
         table.check()
         loaded_at = table.last_applied
 
-        produce(settings, [(b"\x80", None), (b"A", b"{"), (b"LATE", row("LATE")), (b"A", row("A", blocked=True))])
+        produce(settings, [(b"\x80", None), (b"A", b"{"), (b"LATE", customer_row("LATE")), (b"A", customer_row("A", blocked=True))])
         wait_for(lambda: "LATE" in table and table["A"].blocked and sum(table.skipped.values()) == 6,
                  "the follower to apply the later rows and skip the bad ones")
         assert dict(table.skipped) == {"bad_key": 3, "not_json": 2, "key_mismatch": 1}
@@ -77,7 +68,7 @@ def test_bad_records_are_skipped_at_load_and_while_following(make_settings: Any)
 
 def test_check_raises_with_the_cause_once_the_follower_died(make_settings: Any) -> None:
     settings = make_settings(partitions=2)
-    produce(settings, [(b"A", row("A"))])
+    produce(settings, [(b"A", customer_row("A"))])
     table = GlobalCustomerTable(settings)
     try:
         table.check()
@@ -114,7 +105,7 @@ def test_a_non_fatal_consume_error_is_logged_and_the_follower_goes_on(make_setti
 
         table._consume = flaky  # type: ignore[method-assign]
         wait_for(lambda: bool(failures), "the injected error to be raised")
-        produce(settings, [(b"AFTER", row("AFTER"))])
+        produce(settings, [(b"AFTER", customer_row("AFTER"))])
         wait_for(lambda: "AFTER" in table, "the follower to apply a row after a transient error")
         table.check()
     finally:

@@ -8,8 +8,8 @@ topic holds only the payments up to halfway to the next threshold: each kill lan
 remains by construction, not by timing.
 
 The session's 1-broker cluster listens on the same ports, so this test takes it down, runs three
-brokers, and brings the 1-broker cluster back afterwards. It is marked `three_brokers` and runs
-last, in its own pytest invocation (`pytest -m three_brokers`, see `./dev test`).
+brokers, and brings the 1-broker cluster back afterwards. It is marked `own_cluster` and runs
+last, in its own pytest invocation (`pytest -m own_cluster`, see `./dev test`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from paystream.chaos import ChaosPlan, ChaosRun, fresh_settings
 from paystream.settings import load
 
-pytestmark = [pytest.mark.three_brokers, pytest.mark.chaos]
+pytestmark = [pytest.mark.own_cluster, pytest.mark.chaos]
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from operators.accounts import AccountState
 from operators.payments import Outcome, apply_credit, decide
 from paystream.settings import RuleSettings
@@ -29,6 +31,11 @@ def customer(account: str, **changes: Any) -> CustomerStatus:
     )
     fields.update(changes)
     return CustomerStatus(**fields)
+
+
+def customer_row(account: str, **changes: Any) -> bytes:
+    """A `customer-status` record value (no validation on the way: a test may make it hostile)."""
+    return msgspec.json.encode(customer(account, **changes))
 
 
 def deposit(pid: str, amount: int, ts: int = 1_000, account: str = "A", currency: str = "EUR") -> Deposit:
@@ -69,7 +76,7 @@ class Bank:
     def run(self, command: Command) -> Outcome:
         outcome = decide(command, self.account(command.account), self.customers, self.rules, SOURCE)
         if outcome.credit is not None:
-            apply_credit(outcome.credit, self.account(outcome.credit.account))
+            apply_credit(outcome.credit, self.account(outcome.credit.account), self.rules.duplicate.horizon_ms)
         return outcome
 
     def verdict(self, command: Command) -> tuple[str, list[str]]:

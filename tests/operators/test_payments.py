@@ -250,10 +250,34 @@ def test_seq_counts_decisions_and_credits() -> None:
 def test_a_credit_lands_whatever_the_recipient_customer_says() -> None:
     bank = Bank(A=customer("A"))
     account = bank.account("B")
-    outcome = apply_credit(Credit(transfer_id="t9", account="B", from_account="A", amount=50, currency="EUR", ts=9), account)
+    outcome = apply_credit(Credit(transfer_id="t9", account="B", from_account="A", amount=50, currency="EUR", ts=9),
+                           account, bank.rules.duplicate.horizon_ms)
     assert outcome.balance is not None
     assert (outcome.balance.posted, outcome.balance.cause, outcome.balance.ts, outcome.balance.seq) == (50, "t9", 9, 1)
     assert account.currency == "EUR" and outcome.decision is None
+
+
+def test_a_credit_read_twice_lands_once() -> None:
+    """The recipient remembers applied transfer ids: a credit re-read (its offset lost) changes nothing."""
+    bank = Bank(A=customer("A"))
+    account = bank.account("B")
+    credit = Credit(transfer_id="t9", account="B", from_account="A", amount=50, currency="EUR", ts=9)
+    horizon = bank.rules.duplicate.horizon_ms
+    assert apply_credit(credit, account, horizon).balance is not None
+    assert apply_credit(credit, account, horizon).balance is None
+    assert (account.posted, account.seq) == (50, 1)
+
+
+def test_a_transfer_id_never_meets_a_command_id() -> None:
+    """A command whose id spells the recipient's credit key is not a duplicate of the credit, nor the reverse."""
+    bank = Bank(A=customer("A"), B=customer("B"))
+    bank.run(deposit("d1", 100))
+    bank.run(transfer("t1", "B", 40))
+    assert bank.verdict(deposit("\x00\x01t1", 5, account="B")) == ("approved", [])
+    assert bank.verdict(deposit("\x00\x01t2", 5, account="B")) == ("approved", [])
+    credit = Credit(transfer_id="t2", account="B", from_account="A", amount=7, currency="EUR", ts=3)
+    assert apply_credit(credit, bank.account("B"), bank.rules.duplicate.horizon_ms).balance is not None
+    assert bank.account("B").posted == 40 + 5 + 5 + 7
 
 
 def test_account_currency_is_set_once() -> None:

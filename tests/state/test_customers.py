@@ -8,32 +8,21 @@ freeze the table silently (in the follower thread).
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from paystream.wire import CustomerStatus
 from state.customers import CustomerTable
+from tests.operators.builders import customer_row
 
 PAN = "4111111111111111"
-
-
-def row(account: str, **changes: Any) -> bytes:
-    fields: dict[str, Any] = dict(
-        v=1, account=account, kyc="verified", blocked=False, single_limit=100_000,
-        daily_limit=1_000_000, home_country="FR", currency="EUR",
-    )
-    fields.update(changes)
-    return msgspec.json.encode(fields)
 
 
 def table_with(*accounts: str) -> CustomerTable:
     table = CustomerTable()
     for account in accounts:
-        table.apply(account.encode(), row(account))
+        table.apply(account.encode(), customer_row(account))
     return table
 
 
@@ -46,7 +35,7 @@ def test_a_tombstone_whose_key_is_not_utf8_is_skipped_not_raised() -> None:
 
 def test_a_row_under_a_key_that_is_not_utf8_is_skipped() -> None:
     table = table_with("A")
-    table.apply(b"\xffB", row("B"))
+    table.apply(b"\xffB", customer_row("B"))
     assert dict(table.skipped) == {"bad_key": 1}
     assert "B" not in table and list(table) == ["A"]
 
@@ -60,14 +49,14 @@ def test_a_value_that_is_not_json_is_skipped() -> None:
 
 def test_a_row_whose_key_disagrees_with_its_account_is_skipped() -> None:
     table = table_with("A")
-    table.apply(b"A", row("B", kyc="rejected"))
+    table.apply(b"A", customer_row("B", kyc="rejected"))
     assert dict(table.skipped) == {"key_mismatch": 1}
     assert "B" not in table and table["A"].kyc == "verified"
 
 
 def test_a_valid_row_then_its_tombstone_adds_then_removes_the_customer() -> None:
     table = CustomerTable()
-    table.apply(b"A", row("A", kyc="pending"))
+    table.apply(b"A", customer_row("A", kyc="pending"))
     assert table.get("A") == CustomerStatus(v=1, account="A", kyc="pending", blocked=False, single_limit=100_000,
                                             daily_limit=1_000_000, home_country="FR", currency="EUR")
     table.apply(b"A", None)
@@ -87,8 +76,8 @@ def test_each_skipped_record_logs_one_warning_with_reason_and_position_and_no_ca
     table = CustomerTable()
     with capture_logs() as events:
         table.apply(PAN.encode() + b"\xff", None, partition=3, offset=42)
-        table.apply(b"A", row("A", kyc=PAN), partition=0, offset=5)  # msgspec quotes the bad value
-        table.apply(PAN.encode(), row("A"), partition=1, offset=9)  # key_mismatch quotes the key
+        table.apply(b"A", customer_row("A", kyc=PAN), partition=0, offset=5)  # msgspec quotes the bad value
+        table.apply(PAN.encode(), customer_row("A"), partition=1, offset=9)  # key_mismatch quotes the key
         table.apply(b"A", b'{"pan":"' + PAN.encode() + b'"', partition=2, offset=1)
     warnings = [event for event in events if event["log_level"] == "warning"]
     assert [(w["reason"], w["partition"], w["offset"]) for w in warnings] == [

@@ -52,7 +52,8 @@ def _engine_core_outputs(customers: list[Any], payments: list[Any], settings: An
                          SourcePosition(record.topic, record.partition, record.offset))
         emit(outcome)
         if outcome.credit is not None:
-            emit(apply_credit(outcome.credit, accounts.setdefault(outcome.credit.account, AccountState())))
+            emit(apply_credit(outcome.credit, accounts.setdefault(outcome.credit.account, AccountState()),
+                              settings.rules.duplicate.horizon_ms))
     return out
 
 
