@@ -47,7 +47,8 @@ def build_flow(bootstrap: str, payments: str, decisions: str, balances: str) -> 
     """The simple payment variant as a Bytewax dataflow from `payments` to two output topics."""
     flow = Dataflow("bench_simple_payments")
     # the same librdkafka tweak every Python peer gets (KAFKA.md: it doubles Python consumers)
-    messages = op.input("payments", flow, KafkaSource([bootstrap], [payments], add_config={"fetch.queue.backoff.ms": "0"}))
+    messages = op.input("payments", flow,
+                        KafkaSource([bootstrap], [payments], add_config={"fetch.queue.backoff.ms": "0"}))
     accounts = op.map("decode", messages, keyed_payment)
     outcomes = op.stateful_map("balance", accounts, decide_payment)
 

@@ -21,9 +21,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -32,7 +33,7 @@ from bench.peers import PEERS, REPO, Launch, Peer, RunSpec
 from bench.workload import PARTITIONS, BenchTopics, create_topics, delete_run_topics, load_payments, wait_for_offsets
 from paystream.clients import producer_config
 from paystream.settings import Settings
-from paystream.traffic import account_id
+from tools.traffic import account_id
 
 Say = Callable[[str], None]
 PROBES = PARTITIONS
@@ -119,7 +120,8 @@ def measure_throughput(settings: Settings, peer: Peer, spec: RunSpec, plan: Benc
             else:
                 check_alive(process, log)
             if time.monotonic() > deadline:
-                raise RunnerFailed(f"only {len(values)} of {plan.payments} decisions after {deadline - started:.0f} s:\n{log_tail(log)}")
+                raise RunnerFailed(f"only {len(values)} of {plan.payments} decisions after "
+                                   f"{deadline - started:.0f} s:\n{log_tail(log)}")
         elapsed = time.monotonic() - started
         sampler.stop()
         distinct, duplicates = count_payment_ids(values)
@@ -163,8 +165,8 @@ def measure_realistic_throughput(settings: Settings, peer: Peer, spec: RunSpec, 
     """
     from bench.peers import paystream_run_settings
     from bench.recovery import CommittedProbe as CommittedInputs
-    from paystream.cli.generate import produce_traffic
-    from paystream.runner import LagProbe
+    from tools.cli.generate import produce_traffic
+    from tools.runner import LagProbe
 
     launch = peer.launch(spec)
     assert isinstance(launch, Launch)
@@ -194,7 +196,8 @@ def measure_realistic_throughput(settings: Settings, peer: Peer, spec: RunSpec, 
             if done >= inputs and probe.measure()[1] == 0:  # credits owed between tasks committed too
                 break
             if time.monotonic() > deadline:
-                raise RunnerFailed(f"only {done} of {inputs} inputs committed after {deadline - started:.0f} s:\n{log_tail(log)}")
+                raise RunnerFailed(f"only {done} of {inputs} inputs committed after "
+                                   f"{deadline - started:.0f} s:\n{log_tail(log)}")
             time.sleep(0.1)
         elapsed = time.monotonic() - started
         sampler.stop()
@@ -260,7 +263,8 @@ def send_probes(settings: Settings, topic: str, accounts: int) -> None:
     producer.flush(30)
 
 
-def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPlan, rate: float, say: Say) -> dict[str, Any]:
+def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPlan, rate: float,
+                    say: Say) -> dict[str, Any]:
     """Step 2: end-to-end latency at `rate` payments/s, after a warm-up with probe payments."""
     launch = peer.launch(spec)
     assert isinstance(launch, Launch)
@@ -281,8 +285,9 @@ def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPl
         warmup_s = 1.0
         measure_from_ms = int(time.time() * 1000 + warmup_s * 1000)
         paced = subprocess.Popen(
-            [sys.executable, "-m", "bench.paced_producer", "--bootstrap", spec.bootstrap, "--topic", spec.topics.payments,
-             "--rate", str(rate), "--seconds", str(plan.latency_s + warmup_s), "--accounts", str(plan.accounts)],
+            [sys.executable, "-m", "bench.paced_producer", "--bootstrap", spec.bootstrap,
+             "--topic", spec.topics.payments, "--rate", str(rate), "--seconds", str(plan.latency_s + warmup_s),
+             "--accounts", str(plan.accounts)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         received, sent = 0, None
         deadline = time.monotonic() + plan.latency_s + warmup_s + 30 + 3 * spec.commit_ms / 1000
@@ -318,9 +323,11 @@ def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPl
     }
 
 
-def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan: BenchPlan, say: Say) -> dict[str, Any]:
+def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan: BenchPlan,
+               say: Say) -> dict[str, Any]:
     """Both measurements of one system at one commit interval; failures become the row's status."""
-    row: dict[str, Any] = {"system": peer.name, "label": peer.label, "guarantee": peer.guarantee, "commit_ms": commit_ms}
+    row: dict[str, Any] = {"system": peer.name, "label": peer.label, "guarantee": peer.guarantee,
+                           "commit_ms": commit_ms}
     tag = f"{peer.name}-c{commit_ms}"
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-{tag}-"))
     try:
@@ -343,11 +350,13 @@ def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan
         elif plan.latency_s > 0:
             say(f"{peer.name} (commit {commit_ms} ms): latency at {rate:,.0f}/s for {plan.latency_s:.0f} s")
             (workdir / "latency").mkdir()
-            latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms, workdir / "latency")
+            latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms,
+                                   workdir / "latency")
             row["latency"] = measure_latency(settings, peer, latency_spec, plan, rate, say)
         row["status"] = "ok"
     except Exception as error:  # one system failing must not lose the others' figures
-        say(f"{peer.name}: failed: {error!r}" if not isinstance(error, RunnerFailed) else f"{peer.name}: failed: {error}")
+        say(f"{peer.name}: failed: {error!r}" if not isinstance(error, RunnerFailed)
+            else f"{peer.name}: failed: {error}")
         first_line = (str(error).splitlines() or [type(error).__name__])[0]
         row["status"] = f"failed: {first_line}"
     finally:
@@ -369,6 +378,7 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
     load_at_start = os.getloadavg()
     rows = []
     recovery: dict[str, Any] | None = None
+    recovery_disk: dict[str, Any] | None = None
     try:
         for commit_ms in plan.commit_ms:
             for name in plan.systems:
@@ -377,6 +387,8 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
             from bench.recovery import RecoveryPlan, measure_recovery
 
             recovery = measure_recovery(settings, run_id, RecoveryPlan(plan.recovery_accounts, plan.commit_ms[0]), say)
+            recovery_disk = measure_recovery(settings, f"{run_id}-disk",
+                                             RecoveryPlan(plan.recovery_accounts, plan.commit_ms[0], "disk"), say)
     finally:
         delete_run_topics(settings, f"bench-{run_id}-")
     results = {
@@ -396,6 +408,7 @@ def run_bench(settings: Settings, plan: BenchPlan, say: Say = print) -> dict[str
                 "figures are noisy, compare only within one run; items_per_s includes each system's startup",
         "systems": rows,
         "recovery": recovery,
+        "recovery_disk": recovery_disk,
     }
     from bench.report import targets
 

@@ -37,7 +37,7 @@ class ProcessSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="process-sampler", daemon=True)
 
-    def start(self) -> "ProcessSampler":
+    def start(self) -> ProcessSampler:
         self._thread.start()
         return self
 
@@ -165,8 +165,11 @@ def count_payment_ids(values: list[bytes]) -> tuple[int, int]:
     return distinct, len(ids) - distinct
 
 
-def decision_ts(value: bytes, _decode=msgspec.json.Decoder(DecisionTs).decode) -> int:
-    return _decode(value).ts
+_decode_decision_ts = msgspec.json.Decoder(DecisionTs).decode
+
+
+def decision_ts(value: bytes) -> int:
+    return _decode_decision_ts(value).ts
 
 
 def percentiles(samples: list[float], points: list[float] = CDF_POINTS) -> list[float]:

@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 
 from paystream.clients import producer_config
 from paystream.settings import load
-from paystream.traffic import account_id
+from tools.traffic import account_id
 
 TICK_S = 0.002
 

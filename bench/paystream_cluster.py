@@ -1,7 +1,7 @@
 """A launcher for paystream as a Bytewax cluster of N local processes, for the benchmark.
 
 The harness samples one process tree; this small parent starts the N worker processes
-(`paystream.runner.FlowProcesses`, one Bytewax cluster on loopback) and waits, so the sampler
+(`tools.runner.FlowProcesses`, one Bytewax cluster on loopback) and waits, so the sampler
 sees every worker's CPU and memory. SIGTERM/SIGINT stop the workers; if one worker exits, the
 others are stopped and the launcher exits with that worker's code.
 
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", default=None, help="one worker-<i>.log per process (default: inherit nothing)")
     args = parser.parse_args(argv)
 
-    from paystream.runner import FlowProcesses
     from paystream.settings import load
+    from tools.runner import FlowProcesses
 
     workers = FlowProcesses(load(), processes=args.processes, flow=args.flow, log_dir=args.log_dir)
     stopping = False

@@ -12,9 +12,10 @@ import subprocess
 import sys
 import tempfile
 import venv
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from bench.workload import BenchTopics
 
@@ -69,7 +70,8 @@ def _topic_args(spec: RunSpec) -> list[str]:
 
 def _raw_loop(mode: str) -> Callable[[RunSpec], Launch]:
     def launch(spec: RunSpec) -> Launch:
-        return Launch([sys.executable, "-m", "bench.raw_loop", *_topic_args(spec), "--group", spec.topics.group, "--mode", mode])
+        return Launch([sys.executable, "-m", "bench.raw_loop", *_topic_args(spec),
+                       "--group", spec.topics.group, "--mode", mode])
     return launch
 
 
@@ -117,7 +119,8 @@ def _kstreams(threads: int) -> Callable[[RunSpec], Launch]:
 def _bytewax(spec: RunSpec) -> Launch:
     spec.workdir.mkdir(parents=True, exist_ok=True)
     recovery = tempfile.mkdtemp(prefix="bytewax-recovery-", dir=spec.workdir)  # one fresh store per launch
-    return Launch([sys.executable, "-m", "bench.bytewax_runner", *_topic_args(spec), "--recovery-dir", recovery], _python_env())
+    return Launch([sys.executable, "-m", "bench.bytewax_runner", *_topic_args(spec), "--recovery-dir", recovery],
+                  _python_env())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,21 +159,21 @@ def paystream_settings_env(spec: RunSpec) -> dict[str, str]:
     }
 
 
-def paystream_run_settings(spec: RunSpec) -> "Settings":
+def paystream_run_settings(spec: RunSpec) -> Settings:
     """The settings the engine will load for `spec` (the harness uses them to load and to probe)."""
     from paystream.settings import load
 
     return load(environ=paystream_settings_env(spec))
 
 
-def _paystream(flow: str, processes: int) -> Callable[[RunSpec], Launch | str]:
+def _paystream(flow: str, processes: int, store: str = "memory") -> Callable[[RunSpec], Launch | str]:
     def launch(spec: RunSpec) -> Launch | str:
         module = flow.split(":")[0].replace(".", "/") + ".py"
         if not (REPO / module).exists():
             return f"paystream: not built yet (no {module})"
-        from paystream.topics import create_topics
+        from tools.topics import create_topics
 
-        env = paystream_settings_env(spec)
+        env = {**paystream_settings_env(spec), "PAYSTREAM_ENGINE__STORE": store}
         create_topics(paystream_run_settings(spec))  # public and internal topics of the run (idempotent)
         if processes == 1:
             argv = [sys.executable, "-m", "paystream.worker", flow]
@@ -186,6 +189,10 @@ PEERS: dict[str, Peer] = {peer.name: peer for peer in (
     Peer("paystream-2p", "paystream (Bytewax), 2 processes", "exactly-once", _paystream(SIMPLE_FLOW, 2)),
     Peer("paystream-full", "paystream, realistic flow, 7 rules", "exactly-once", _paystream(FULL_FLOW, 1),
          workload="realistic"),
+    Peer("paystream-disk", "paystream (Bytewax), 1 process, disk store", "exactly-once",
+         _paystream(SIMPLE_FLOW, 1, "disk")),
+    Peer("paystream-full-disk", "paystream, realistic flow, 7 rules, disk store", "exactly-once",
+         _paystream(FULL_FLOW, 1, "disk"), workload="realistic"),
     Peer("raw-eos", "raw confluent-kafka loop", "exactly-once", _raw_loop("eos")),
     Peer("raw-alo", "raw confluent-kafka loop", "at-least-once", _raw_loop("alo")),
     Peer("kstreams-1", "Kafka Streams 4.1.1, 1 thread", "exactly_once_v2", _kstreams(1), prepare_kstreams),

@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
@@ -37,7 +38,7 @@ from bench.peers import REPO, SIMPLE_FLOW, RunSpec, paystream_run_settings
 from bench.workload import PARTITIONS, BenchTopics, delete_run_topics, produce_all, wait_for_offsets
 from paystream.clients import consumer_config, producer_config
 from paystream.settings import Settings
-from paystream.traffic import account_id
+from tools.traffic import account_id
 
 Say = Callable[[str], None]
 TRICKLE_PER_S = 1_000
@@ -52,6 +53,7 @@ BASELINE_AFTER_KILL_S = 0.3
 class RecoveryPlan:
     accounts: int
     commit_ms: int = 1_000
+    store: str = "memory"  # `engine.store`: "memory" (snapshot cache) or "disk" (RocksDB)
 
 
 def state_payments(accounts: int) -> list[tuple[bytes, bytes]]:
@@ -74,7 +76,8 @@ class CommittedProbe:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.consumer = Consumer(consumer_config(settings, settings.consumer_group, **{"isolation.level": "read_uncommitted"}))
+        self.consumer = Consumer(consumer_config(settings, settings.consumer_group,
+                                                 **{"isolation.level": "read_uncommitted"}))
         self.partitions = [TopicPartition(settings.topics.payments, p) for p in range(PARTITIONS)]
 
     def total(self) -> int:
@@ -218,11 +221,16 @@ def kill_and_recover(settings: Settings, workers: Any, probe: CommittedProbe, lo
         reader.close()
 
 
-def wait_for_snapshots(snapshot_dir: Path, tasks: int, timeout_s: float) -> int:
-    """Wait until every task wrote a snapshot (or the timeout); returns how many tasks have one."""
+def wait_for_snapshots(snapshot_dir: Path, tasks: int, timeout_s: float, suffix: str = "snapshot") -> int:
+    """Wait until every task wrote a snapshot (a `*.store` database on disk) or the timeout; returns how
+    many tasks have one."""
     deadline = time.monotonic() + timeout_s
     while True:
-        names = {path.name.rsplit(".", 2)[0] for path in snapshot_dir.glob("*.snapshot")} if snapshot_dir.is_dir() else set()
+        from state.disk import stored_label
+
+        names = ({path.name.rsplit(".", 2)[0] for path in snapshot_dir.glob(f"*.{suffix}")
+                  if suffix != "store" or stored_label(path) > 0}
+                 if snapshot_dir.is_dir() else set())
         if len(names) >= tasks or time.monotonic() > deadline:
             return len(names)
         time.sleep(0.5)
@@ -230,17 +238,17 @@ def wait_for_snapshots(snapshot_dir: Path, tasks: int, timeout_s: float) -> int:
 
 def measure_recovery(settings: Settings, run_id: str, plan: RecoveryPlan, say: Say = print) -> dict[str, Any]:
     """The whole recovery experiment; returns the figures for the results document."""
-    from paystream.runner import FlowProcesses
-    from paystream.topics import create_topics
+    from tools.runner import FlowProcesses
+    from tools.topics import create_topics
 
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-recovery-"))
     spec = RunSpec(settings.kafka.bootstrap_servers, BenchTopics.named(run_id, "recovery"), plan.commit_ms, workdir)
     run_settings = paystream_run_settings(spec)
     run_settings = msgspec.structs.replace(run_settings, kafka=msgspec.structs.replace(
         run_settings.kafka, client=settings.kafka.client), engine=msgspec.structs.replace(
-        run_settings.engine, workload="simple", snapshot_every_epochs=SNAPSHOT_EVERY_EPOCHS))
+        run_settings.engine, snapshot_every_epochs=SNAPSHOT_EVERY_EPOCHS, store=plan.store))
     snapshot_dir = Path(run_settings.engine.snapshot_dir)
-    result: dict[str, Any] = {"accounts": plan.accounts, "commit_ms": plan.commit_ms,
+    result: dict[str, Any] = {"accounts": plan.accounts, "commit_ms": plan.commit_ms, "store": plan.store,
                               "snapshot_every_epochs": SNAPSHOT_EVERY_EPOCHS, "trickle_per_s": TRICKLE_PER_S}
     workers = FlowProcesses(run_settings, processes=1, log_dir=workdir / "workers", flow=SIMPLE_FLOW)
     trickle: subprocess.Popen[bytes] | None = None
@@ -268,7 +276,8 @@ def measure_recovery(settings: Settings, run_id: str, plan: RecoveryPlan, say: S
              run_settings.topics.payments, "--rate", str(TRICKLE_PER_S), "--seconds", "3600",
              "--accounts", str(plan.accounts), "--prefix", "R"],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        result["tasks_with_snapshot"] = wait_for_snapshots(snapshot_dir, PARTITIONS, 30.0)
+        suffix = "store" if plan.store == "disk" else "snapshot"
+        result["tasks_with_snapshot"] = wait_for_snapshots(snapshot_dir, PARTITIONS, 30.0, suffix)
         time.sleep(2.0)  # open transactions with work in them when the kill comes
         log = workdir / "workers" / "worker-0.log"
         cases = []

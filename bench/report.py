@@ -46,19 +46,23 @@ def table(results: dict[str, Any]) -> str:
             continue
         latency = row.get("latency") or {}
         ratio = row["items_per_s"] / base["items_per_s"] if base else None
-        check = "ok" if row["missing"] == 0 and row["duplicates"] == 0 else f"missing {row['missing']}, duplicates {row['duplicates']}"
+        check = ("ok" if row["missing"] == 0 and row["duplicates"] == 0
+                 else f"missing {row['missing']}, duplicates {row['duplicates']}")
         if row.get("workload") == "realistic":
             check += " (realistic traffic)"
         lines.append(
             f"{row_name(row, several):<20} {row['guarantee']:<16} {row['items_per_s']:>9,.0f} "
-            f"{_fmt(row['steady_items_per_s'], ',.0f'):>9} {_fmt(row['startup_s'], '.1f'):>7} {row['cpu_percent']:>6.0f} "
-            f"{_fmt(row.get('items_per_cpu_s'), ',.0f'):>11} "
-            f"{row['peak_rss_mib']:>8.0f} {_fmt(latency.get('p50_ms'), '.0f'):>8} {_fmt(latency.get('p99_ms'), '.0f'):>8} "
+            f"{_fmt(row['steady_items_per_s'], ',.0f'):>9} {_fmt(row['startup_s'], '.1f'):>7} "
+            f"{row['cpu_percent']:>6.0f} {_fmt(row.get('items_per_cpu_s'), ',.0f'):>11} "
+            f"{row['peak_rss_mib']:>8.0f} {_fmt(latency.get('p50_ms'), '.0f'):>8} "
+            f"{_fmt(latency.get('p99_ms'), '.0f'):>8} "
             f"{_fmt(ratio, '.2f'):>6}  {check}")
     if base:
-        lines.append(f"ratio = items/s relative to {base['system']}; items/s counts from process start (startup included)")
+        lines.append(f"ratio = items/s relative to {base['system']}; "
+                     "items/s counts from process start (startup included)")
     lines.append(results["note"])
     lines += recovery_lines(results.get("recovery"))
+    lines += recovery_lines(results.get("recovery_disk"))
     checks = results.get("targets") or targets(results)
     if checks:
         lines += ["", "issue 7 targets:"]
@@ -73,7 +77,9 @@ def recovery_lines(recovery: dict[str, Any] | None) -> list[str]:
     if not recovery:
         return []
     lines = ["", f"paystream recovery after kill -9, {recovery['accounts']:,} accounts of state "
-                 f"(simple workload, 1 process, commit {recovery['commit_ms']} ms, {recovery['trickle_per_s']:,} new payments/s): "
+                 f"(simple workload, 1 process, {recovery.get('store', 'memory')} store, "
+                 f"commit {recovery['commit_ms']} ms, "
+                 f"{recovery['trickle_per_s']:,} new payments/s): "
                  f"{recovery.get('status')}"]
     if recovery.get("state_load_s") is not None:
         lines.append(f"  state built: {recovery['accounts']:,} payments committed in {recovery['state_load_s']:.1f} s")
@@ -81,10 +87,13 @@ def recovery_lines(recovery: dict[str, Any] | None) -> list[str]:
         lines.append(
             f"  {'with' if case['with_snapshot'] else 'without':>7} snapshot cache: kill → first commit "
             f"{_fmt(case['kill_to_first_commit_s'], '.2f')} s, → read_committed unblocked on every partition "
-            f"{_fmt(case.get('kill_to_readers_unblocked_s'), '.2f')} s, → first new read_committed output {_fmt(case['kill_to_first_visible_s'], '.2f')} s, "
-            f"→ all {case['partitions_with_new_output']} partitions {_fmt(case['kill_to_all_partitions_visible_s'], '.2f')} s; "
+            f"{_fmt(case.get('kill_to_readers_unblocked_s'), '.2f')} s, → first new read_committed output "
+            f"{_fmt(case['kill_to_first_visible_s'], '.2f')} s, "
+            f"→ all {case['partitions_with_new_output']} partitions "
+            f"{_fmt(case['kill_to_all_partitions_visible_s'], '.2f')} s; "
             f"restored {case['restored_records']:,} changelog records in {case['restore_s']:.2f} s "
-            f"({_fmt(case['restore_keys_per_s'], ',.0f')} keys/s), {case.get('snapshot_records', case.get('snapshot_accounts', 0)):,} records from snapshots, "
+            f"({_fmt(case['restore_keys_per_s'], ',.0f')} keys/s), "
+            f"{case.get('snapshot_records', case.get('snapshot_accounts', 0)):,} records from snapshots, "
             f"peak RSS {case['peak_rss_mib']:.0f} MiB")
     return lines
 
@@ -123,7 +132,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if ours is not None and p99 is not None:
         bound = ours["commit_ms"] + 100
         checks.append({"target": f"end-to-end p99 ≤ commit interval + 100 ms = {bound} ms at half load",
-                       "figure": f"p99 {p99:.0f} ms at {ours['latency']['rate']:,.0f}/s", "met": p99 <= bound, "value": p99})
+                       "figure": f"p99 {p99:.0f} ms at {ours['latency']['rate']:,.0f}/s",
+                       "met": p99 <= bound, "value": p99})
     two = _row(results, "paystream-2p")
     if ours is not None and two is not None and ours.get("items_per_cpu_s") and two.get("items_per_cpu_s"):
         whole = two["items_per_cpu_s"] / ours["items_per_cpu_s"]
@@ -132,7 +142,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         share = steady if steady is not None else whole
         figure = (f"steady state (10%→90% of the decisions) {steady:.0%} ({two['steady_items_per_cpu_s']:,.0f} vs "
                   f"{ours['steady_items_per_cpu_s']:,.0f} records/CPU-s); " if steady is not None else "")
-        figure += (f"whole run incl. startup {whole:.0%} ({two['items_per_cpu_s']:,.0f} vs {ours['items_per_cpu_s']:,.0f}); "
+        figure += (f"whole run incl. startup {whole:.0%} "
+                   f"({two['items_per_cpu_s']:,.0f} vs {ours['items_per_cpu_s']:,.0f}); "
                    f"wall-clock {two['items_per_s'] / ours['items_per_s']:.2f}×")
         checks.append({"target": "2 processes: records per app CPU-second ≥ 85% of 1 process's",
                        "figure": figure, "met": share >= 0.85, "value": share})
@@ -145,19 +156,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                            for snap, c in sorted(cases.items(), reverse=True))
         checks.append({"target": f"kill -9 → new committed progress ≤ 3 s with {recovery['accounts']:,} accounts",
                        "figure": figure, "met": worst <= 3.0, "value": worst})
-        blocked = max((c.get("kill_to_readers_unblocked_s") if c.get("kill_to_readers_unblocked_s") is not None else float("inf"))
+        blocked = max((c.get("kill_to_readers_unblocked_s") if c.get("kill_to_readers_unblocked_s") is not None
+                       else float("inf"))
                       for c in cases.values())
         checks.append({"target": "read_committed readers not blocked by the dead process's open transaction "
                                  "(every decisions partition's LSO past it within 3 s of the kill; peers: 45–68 s)",
                        "figure": "; ".join(f"{'with' if snap else 'without'} snapshots: unblocked "
-                                           f"{_fmt(c.get('kill_to_readers_unblocked_s'), '.2f')} s, new output on all partitions "
+                                           f"{_fmt(c.get('kill_to_readers_unblocked_s'), '.2f')} s, "
+                                           "new output on all partitions "
                                            f"{_fmt(c['kill_to_all_partitions_visible_s'], '.2f')} s"
                                            for snap, c in sorted(cases.items(), reverse=True)),
                        "met": blocked <= 3.0, "value": blocked})
         full = cases.get(False)
         if full is not None and full.get("restore_keys_per_s"):
             checks.append({"target": "changelog restore ≥ 600,000 keys/s with ≤ 1 GiB RSS",
-                           "figure": f"{full['restore_keys_per_s']:,.0f} keys/s ({full['restored_records']:,} records in "
+                           "figure": f"{full['restore_keys_per_s']:,.0f} keys/s "
+                                     f"({full['restored_records']:,} records in "
                                      f"{full['restore_s']:.2f} s), peak RSS {full['peak_rss_mib']:.0f} MiB",
                            "met": full["restore_keys_per_s"] >= 600_000 and full["peak_rss_mib"] <= 1024,
                            "value": full["restore_keys_per_s"]})
@@ -187,18 +201,21 @@ def plot(results: dict[str, Any], path: Path = RESULTS / "latest.png") -> Path:
     figure, (bars, cdfs) = plt.subplots(1, 2, figsize=(14, 5.5))
     names = [row_name(row, several) for row in rows]
     rates = [row["items_per_s"] for row in rows]
-    drawn = bars.bar(range(len(rows)), rates, color=["#d62728" if row["system"].startswith("paystream") else "#1f77b4" for row in rows])
-    for bar, row in zip(drawn, rows):
+    drawn = bars.bar(range(len(rows)), rates,
+                     color=["#d62728" if row["system"].startswith("paystream") else "#1f77b4" for row in rows])
+    for bar, row in zip(drawn, rows, strict=True):
         note = f"{row['items_per_s'] / base['items_per_s']:.2f}×" if base else ""
         bars.annotate(f"{row['items_per_s']:,.0f}/s\n{note}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                       ha="center", va="bottom", fontsize=8)
-    bars.set_xticks(range(len(rows)), [f"{n}\n{row['guarantee']}" for n, row in zip(names, rows)], rotation=30, ha="right", fontsize=8)
+    bars.set_xticks(range(len(rows)), [f"{n}\n{row['guarantee']}" for n, row in zip(names, rows, strict=True)],
+                    rotation=30, ha="right", fontsize=8)
     bars.set_ylabel("payments/s (process start → N committed decisions)")
     ratio_to = f"; ratio to {base['system']}" if base else ""
-    bars.set_title(f"throughput, {results['payments']:,} payments, {results['accounts']:,} accounts{ratio_to}", fontsize=10)
+    bars.set_title(f"throughput, {results['payments']:,} payments, {results['accounts']:,} accounts{ratio_to}",
+                   fontsize=10)
     if rates:
         bars.set_ylim(0, max(rates) * 1.25)
-    for name, row in zip(names, rows):
+    for name, row in zip(names, rows, strict=True):
         latency = row.get("latency") or {}
         cdf = latency.get("cdf_ms") or []
         if cdf:

@@ -15,8 +15,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from paystream.clients import producer_config
 from paystream.settings import Settings
-from paystream.topics import delete_topics
-from paystream.traffic import simple_payments
+from tools.topics import delete_topics
+from tools.traffic import simple_payments
 
 PARTITIONS = 12
 LEADER_WAIT_S = 30.0
@@ -32,7 +32,7 @@ class BenchTopics:
     group: str
 
     @classmethod
-    def named(cls, run_id: str, system: str) -> "BenchTopics":
+    def named(cls, run_id: str, system: str) -> BenchTopics:
         prefix = f"bench-{run_id}-{system}"
         return cls(f"{prefix}-payments", f"{prefix}-decisions", f"{prefix}-balances", f"{prefix}-app")
 

@@ -22,17 +22,18 @@ partition before the sink's final commit.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional, Protocol
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from connectors.application import Application
 from connectors.tasks import TaskRegistry, TaskRuntime, task_ids
-from operators.task import InboundRecord
 from paystream import shutdown
+from paystream.records import InboundRecord
 from paystream.settings import Settings
-from state.customers import check_table
 
 TaskBatch = tuple[str, list[InboundRecord]]
 
@@ -52,31 +53,33 @@ class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
     def __init__(self, registry: TaskRegistry, task_id: str, max_batch: int) -> None:
         self._task_id = task_id
         self._opening = registry.opening(task_id)
-        self._customers = registry.customers()
+        # a table that follows Kafka has `check()`: it raises once its follower stopped
+        self._check_table: Callable[[], None] | None = getattr(registry.table(), "check", None)
         self._runtime: TaskRuntime | None = None
         self._max_batch = max_batch
-        self._awake: Optional[datetime] = None
+        self._awake: datetime | None = None
 
     def next_batch(self) -> list[TaskBatch]:
         if shutdown.requested():
             raise StopIteration  # Bytewax commits the open epoch (sink snapshot) and ends the flow
-        check_table(self._customers)  # a dead customer-table follower stops the worker: never decide on a frozen table
+        if self._check_table is not None:
+            self._check_table()  # a dead table follower stops the worker: never decide on a frozen table
         if self._runtime is None:
             if not self._opening.done():
-                self._awake = datetime.now(timezone.utc) + _IDLE
+                self._awake = datetime.now(UTC) + _IDLE
                 return []
             self._runtime = self._opening.result()  # re-raises a failed open: the worker stops
         self._runtime.check()  # re-raises a failed commit: the worker stops
         records = self._runtime.poll(self._max_batch)
         if not records:
-            self._awake = datetime.now(timezone.utc) + _IDLE
+            self._awake = datetime.now(UTC) + _IDLE
             if self._runtime.take_refresh():
                 return [(self._task_id, [])]  # an empty batch: the sink commits the positions at the epoch's close
             return []
         self._awake = None
         return [(self._task_id, records)]
 
-    def next_awake(self) -> Optional[datetime]:
+    def next_awake(self) -> datetime | None:
         return self._awake
 
     def snapshot(self) -> None:
@@ -138,8 +141,10 @@ class TaskSink(FixedPartitionedSink[list[InboundRecord], None]):
         return TaskSinkPartition(lambda: self._runtime_for(for_part))
 
 
-def kafka_source_and_sink(settings: Settings) -> tuple[TaskSource, TaskSink]:
-    """The production pair: real Kafka tasks, opened once per process (SIGTERM stops them gracefully)."""
+def kafka_source_and_sink(settings: Settings, app: Application,
+                          runtime: type[TaskRuntime] = TaskRuntime) -> tuple[TaskSource, TaskSink]:
+    """The production pair: real Kafka tasks of `app`, opened once per process (SIGTERM stops them
+    gracefully). `runtime`: the task class (tests inject variants of it, never settings)."""
     shutdown.install(settings.engine.shutdown_timeout_ms)
-    registry = TaskRegistry(settings)
+    registry = TaskRegistry(settings, app, runtime=runtime)
     return TaskSource(settings, registry), TaskSink(task_ids(settings), lambda task: registry.opening(task).result())

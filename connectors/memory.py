@@ -1,7 +1,7 @@
 """In-memory tasks for dataflow tests: the real flow and the real core, with Kafka's
 transactions replaced by a dictionary that only shows records once their epoch committed.
 
->>> tasks = MemoryTasks(settings.load(), customers={})  # doctest: +SKIP
+>>> tasks = MemoryTasks(settings.load(), PAYMENTS, table={})  # doctest: +SKIP
 >>> run_main(build_flow(settings, tasks.source_and_sink(batches)))  # doctest: +SKIP
 >>> tasks.committed["payment-decisions"]  # doctest: +SKIP
 """
@@ -9,16 +9,17 @@ transactions replaced by a dictionary that only shows records once their epoch c
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bytewax.testing import TestingSource
 
-from connectors.bytewax_io import TaskSink
+from connectors.application import Application
+from connectors.bytewax_io import TaskBatch, TaskSink
 from connectors.tasks import task_ids
-from operators.accounts import AccountState
-from operators.task import InboundRecord, TaskProcessor
+from paystream.records import InboundRecord
 from paystream.settings import Settings
-from paystream.wire import CustomerStatus
+from state.store import Store
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
@@ -26,11 +27,12 @@ Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 class MemoryTask:
     """One task whose outputs stay pending until `commit`, like a Kafka transaction."""
 
-    def __init__(self, owner: "MemoryTasks", task_id: str) -> None:
+    def __init__(self, owner: MemoryTasks, task_id: str) -> None:
         self.owner = owner
         self.task_id = task_id
-        self.accounts: dict[str, AccountState] = owner.accounts.setdefault(task_id, {})
-        self.processor = TaskProcessor(owner.settings, owner.customers, self.accounts)
+        self.store: Store[Any] = Store(owner.app.name, owner.app.state_type, owner.accounts.setdefault(task_id, {}))
+        self.accounts = self.store.data
+        self.processor = owner.app.processor(owner.settings, owner.table, self.store)
         self.pending: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]] = []
         self.pending_offsets: dict[tuple[str, int], int] = {}
         self.commits = 0
@@ -46,19 +48,20 @@ class MemoryTask:
         self.owner.offsets.update(self.pending_offsets)
         self.pending.clear()
         self.pending_offsets.clear()
-        self.processor.changed.clear()
+        self.store.changed.clear()
         self.commits += 1
 
 
 class MemoryTasks:
     """All tasks of one in-memory run; `committed` maps topic → records in commit order."""
 
-    def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus]) -> None:
+    def __init__(self, settings: Settings, app: Application, table: Mapping[str, Any]) -> None:
         self.settings = settings
-        self.customers = customers
+        self.app = app
+        self.table = table
         self.committed: dict[str, list[Record]] = defaultdict(list)
         self.offsets: dict[tuple[str, int], int] = {}
-        self.accounts: dict[str, dict[str, AccountState]] = {}
+        self.accounts: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, MemoryTask] = {}
 
     def task(self, task_id: str) -> MemoryTask:
@@ -66,12 +69,13 @@ class MemoryTasks:
             self.tasks[task_id] = MemoryTask(self, task_id)
         return self.tasks[task_id]
 
-    def source_and_sink(self, batches: list[tuple[str, list[InboundRecord]]]) -> tuple[TestingSource, TaskSink]:
+    def source_and_sink(self, batches: list[TaskBatch]) -> tuple[TestingSource[TaskBatch], TaskSink]:
         """A `TestingSource` of `(task_id, records)` batches and the task sink over these tasks."""
         return TestingSource(batches), TaskSink(task_ids(self.settings), self.task)
 
 
-def batches_by_task(settings: Settings, records: list[InboundRecord], batch_size: int = 100) -> list[tuple[str, list[InboundRecord]]]:
+def batches_by_task(settings: Settings, records: list[InboundRecord],
+                    batch_size: int = 100) -> list[tuple[str, list[InboundRecord]]]:
     """Group input records into per-task batches, as the Kafka source would (partition p → task p)."""
     by_task: dict[int, list[InboundRecord]] = defaultdict(list)
     for record in records:

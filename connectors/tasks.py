@@ -27,34 +27,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any, cast
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from connectors.application import Application, Processor
 from connectors.topology import Topology, check_topology
 from connectors.transactions import TaskProducer, transactional_id
-from operators.accounts import AccountState
-from operators.task import InboundRecord, TaskProcessor
-from paystream import clients, faults, logs
+from paystream import clients, faults, logs, shutdown
+from paystream.records import InboundRecord, OutboundRecord
 from paystream.settings import Settings
-from paystream.wire import CustomerStatus
+from state import changelog as changelog_module
 from state.changelog import changelog_records
+from state.disk import DiskStore
 from state.restore import META_PREFIX, restore_accounts, watermarks
 from state.snapshots import SnapshotCache
+from state.store import Store
 
-
-def processor_type(settings: Settings) -> type:
-    """The domain core a task runs: the payment engine, or the benchmark's simple workload."""
-    if settings.engine.workload == "simple":
-        from operators.simple import SimplePaymentsProcessor
-
-        return SimplePaymentsProcessor
-    if settings.engine.workload != "payments":
-        raise ValueError(f"unknown engine.workload {settings.engine.workload!r}: use 'payments' or 'simple'")
-    return TaskProcessor
-
+# How long past its deadline a commit may take before its thread counts as stuck for good (a
+# snapshot label query, 5 s, and a snapshot or disk-store write come after the Kafka deadline).
+STUCK_GRACE_S = 20.0
 
 # The changelog record that holds the task's input positions, written in every transaction
 # (a key no account can have: account ids are UTF-8, which never holds 0xFF).
@@ -72,11 +69,13 @@ def encode_positions(positions: Mapping[tuple[str, int], int]) -> bytes:
     >>> decode_positions(encode_positions({("payments", 3): 42}))
     {('payments', 3): 42}
     """
-    return msgspec.msgpack.encode(sorted((topic, partition, offset) for (topic, partition), offset in positions.items()))
+    return msgspec.msgpack.encode(sorted((topic, partition, offset)
+                                         for (topic, partition), offset in positions.items()))
 
 
 def decode_positions(value: bytes) -> dict[tuple[str, int], int]:
-    return {(topic, partition): offset for topic, partition, offset in msgspec.msgpack.decode(value, type=_positions_type)}
+    return {(topic, partition): offset
+            for topic, partition, offset in msgspec.msgpack.decode(value, type=_positions_type)}
 
 
 def reconcile(task_id: str, group: Mapping[tuple[str, int], int], changelog: Mapping[tuple[str, int], int] | None,
@@ -85,10 +84,12 @@ def reconcile(task_id: str, group: Mapping[tuple[str, int], int], changelog: Map
 
     >>> reconcile("t", {("p", 0): -1, ("c", 0): 7}, {("p", 0): 5, ("c", 0): 7})
     {('p', 0): 5, ('c', 0): 7}
-    >>> reconcile("t", {("p", 0): 9}, {("p", 0): 5})
+    >>> reconcile("t", {("p", 0): 9}, {("p", 0): 5})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    connectors.tasks.TaskStateError: task t: the group's committed offset 9 of p[0] is ahead of the position 5 its state reflects (the changelog lost committed changes, e.g. it was recreated); refusing to start rather than skip 4 records. Restore the changelog, or reset the group to 5 if you accept reprocessing
+    connectors.tasks.TaskStateError: task t: the group's committed offset 9 of p[0] is ahead of the position 5 its
+    state reflects (the changelog lost committed changes, e.g. it was recreated); refusing to start rather than skip 4
+    records. Restore the changelog, or reset the group to 5 if you accept reprocessing
     """
     resume: dict[tuple[str, int], int] = {}
     for where, committed in group.items():
@@ -154,18 +155,26 @@ meter = ProcessMeter()
 
 
 class TaskRuntime:
-    """One task in this process: its consumer, producer, accounts and processor."""
+    """One task of `app` in this process: its consumer, producer, store and processor.
 
-    def __init__(self, settings: Settings, task_id: str, customers: Mapping[str, CustomerStatus],
-                 topology: Topology | None = None) -> None:
+    `table`: the application's global table (shared by the tasks of the process).
+    """
+
+    # The input positions also go into the changelog (hazard 3 of docs/LIFETIME.md).
+    records_positions = True
+
+    def __init__(self, settings: Settings, task_id: str, table: Mapping[str, Any],
+                 topology: Topology | None = None, *, app: Application) -> None:
         self.settings = settings
+        self.app = app
         self.topology = topology
         self.task_id = task_id
         self.partition = partition_of_task(task_id)
-        self.customers = customers
+        self.table = table
         self.log = logs.get("task", task=task_id)
-        self.processor_type = processor_type(settings)
-        self.accounts: dict[str, AccountState] = {}
+        self.store: Store[Any] = self._open_store()
+        self.disk = self.store if isinstance(self.store, DiskStore) else None
+        self.accounts = self.store.data  # the store's values by key (restore fills them; a cache on disk)
         self.inputs = [
             TopicPartition(settings.topics.payments, self.partition),
             TopicPartition(settings.credits_topic, self.partition),
@@ -183,22 +192,32 @@ class TaskRuntime:
         self.snapshots = self._snapshot_cache()
         self.consumer: Consumer | None = None
         self.producer: TaskProducer | None = None
-        self.processor: TaskProcessor | None = None
+        self.processor: Processor | None = None
         self.opened_in_seconds = 0.0
         self._committing: Future[None] | None = None
         self.polled = self.processed = 0  # records handed to the dataflow / through the core
         self.committed_once = False
         self.opened_at = time.perf_counter()
-        self._pending: list = []
+        self._pending: list[OutboundRecord] = []
+
+    def _open_store(self) -> Store[Any]:
+        engine = self.settings.engine
+        if engine.store == "disk":
+            identity = self.topology.changelog_id if self.topology is not None else ""
+            path = Path(engine.snapshot_dir) / f"{engine.app_id}.{self.task_id}.store"
+            return DiskStore(self.app.name, self.app.state_type, path, identity, engine.store_cache_keys,
+                             engine.local_state_max_age_ms)
+        return Store(self.app.name, self.app.state_type)
 
     def _snapshot_cache(self) -> SnapshotCache:
         name = f"{self.settings.engine.app_id}.{self.task_id}"
         identity = self.topology.changelog_id if self.topology is not None else ""
-        return SnapshotCache(self.settings.engine.snapshot_dir, name, identity=identity)
+        return SnapshotCache(self.settings.engine.snapshot_dir, name, identity=identity,
+                             max_age_ms=self.settings.engine.local_state_max_age_ms)
 
     # -- opening ------------------------------------------------------------------------
 
-    def open(self) -> "TaskRuntime":
+    def open(self) -> TaskRuntime:
         """Fence, read committed offsets, restore state; see the module docstring for the order."""
         started = time.perf_counter()
         settings = self.settings
@@ -229,7 +248,7 @@ class TaskRuntime:
                 resume[where] = watermarks(self.consumer, TopicPartition(*where))[0]
         start = [TopicPartition(topic, partition, offset) for (topic, partition), offset in resume.items()]
         self.positions = dict(resume)
-        self.processor = self.processor_type(settings, self.customers, self.accounts)
+        self.processor = self.app.processor(settings, self.table, self.store)
         self.consumer.assign(start)
         self.opened_in_seconds = time.perf_counter() - started
         self.opened_at = time.perf_counter()
@@ -242,6 +261,13 @@ class TaskRuntime:
         changelog = TopicPartition(self.settings.changelog_topic, self.partition)
         assert self.consumer is not None
         _low, committed_end = watermarks(self.consumer, changelog)
+        if self.disk is not None:  # the database is the snapshot: bring it up to Kafka's end
+            changelog_module.configure(self.settings.engine.changelog_record_warn_bytes)
+            _read, self.changelog_end = self.disk.restore(self.settings, self.task_id, self.partition, committed_end)
+            recorded_positions = self.disk.meta(POSITIONS_KEY)
+            if recorded_positions is not None:
+                self.changelog_positions = decode_positions(recorded_positions)
+            return
         start = 0
         snapshot = self.snapshots.load(committed_end)
         if snapshot is not None:
@@ -249,7 +275,7 @@ class TaskRuntime:
             self.log.info("snapshot loaded", records=len(snapshot.records), changelog_offset=start,
                           kafka_end=committed_end)
         result = restore_accounts(self.settings, self.task_id, self.partition, start, self.accounts,
-                                  self.processor_type.state_type, snapshot.records if snapshot is not None else None)
+                                  self.app.state_type, snapshot.records if snapshot is not None else None)
         self.image = result.image
         self.changelog_end = max(start, result.next_offset)
         recorded = result.meta.get(POSITIONS_KEY)
@@ -276,19 +302,20 @@ class TaskRuntime:
                 messages = self._without_errors(messages)
                 break
         self.polled += len(messages)
-        return messages  # `Message` has the accessors the processors use: no copy per record
+        # `Message` has the accessors the processors use: no copy per record
+        return cast("list[InboundRecord]", messages)
 
-    def _without_errors(self, messages: list) -> list:
-        kept = []
+    def _without_errors(self, messages: list[Message]) -> list[Message]:
+        kept: list[Message] = []
         for message in messages:
             error = message.error()
             if error is None:
                 kept.append(message)
             elif error.code() == KafkaError._AUTO_OFFSET_RESET:
                 raise TaskStateError(
-                    f"task {self.task_id}: the position of {message.topic()}[{message.partition()}] is no longer in Kafka "
-                    f"(its records were deleted under it: {error.str()}); refusing to skip them. Check the topic's "
-                    f"retention, then restore or reset the group deliberately")
+                    f"task {self.task_id}: the position of {message.topic()}[{message.partition()}] is no longer in "
+                    f"Kafka (its records were deleted under it: {error.str()}); refusing to skip them. Check the "
+                    f"topic's retention, then restore or reset the group deliberately")
             elif error.code() != KafkaError._PARTITION_EOF:
                 raise RuntimeError(f"task {self.task_id}: consume failed: {error}")
         return kept
@@ -353,27 +380,37 @@ class TaskRuntime:
         if not self._dirty and not self.producer.in_transaction and not self.refresh_due():
             return
         engine = self.settings.engine
-        changed = self.processor.changed
+        changed = self.store.changed
+        if self.disk is not None:
+            self.disk.evict()  # the previous commit's records are in the database: settled above
         records = changelog_records(self.accounts, changed) if changed else []
         changed.clear()
-        if self.positions and not engine.unsafe_offsets_outside_transaction:
+        if self.positions and self.records_positions:
             records.append((POSITIONS_KEY, encode_positions(self.positions)))
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self.positions.items()]
-        image = self.image
-        for key, value in records:
-            if value is None:
-                image.pop(key, None)
-            else:
-                image[key] = value
         snapshot = None
         self.epochs_since_snapshot += 1
-        if self.epochs_since_snapshot >= engine.snapshot_every_epochs:
-            snapshot = dict(image)  # the state as of this commit; the commit thread encodes it
+        label_due = self.epochs_since_snapshot >= engine.snapshot_every_epochs
+        if label_due:
             self.epochs_since_snapshot = 0
+        if self.disk is None:
+            image = self.image
+            for key, value in records:
+                if value is None:
+                    image.pop(key, None)
+                else:
+                    image[key] = value
+            if label_due:
+                snapshot = dict(image)  # the state as of this commit; the commit thread encodes it
         self._dirty = False
-        self._committing = _commit_pool.submit(self._commit_now, records, offsets, snapshot)
+        self._committing = _commit_pool.submit(self._commit_now, records, offsets, snapshot, label_due)
         if wait:
             self._settle()
+
+    def offsets_for_transaction(self, offsets: list[TopicPartition]) -> list[TopicPartition]:
+        """The input offsets this commit sends to its transaction: all of them (the chaos suite's
+        deliberately broken build overrides this, see `tests/chaos/broken_build.py`)."""
+        return offsets
 
     def refresh_due(self) -> bool:
         """An idle task commits its positions now and then, so Kafka never expires them."""
@@ -399,18 +436,15 @@ class TaskRuntime:
             return None
 
     def _commit_now(self, records: list[tuple[bytes, bytes | None]], offsets: list[TopicPartition],
-                    snapshot: dict[bytes, bytes] | None) -> None:
+                    snapshot: dict[bytes, bytes] | None, label_due: bool = False) -> None:
         assert self.producer is not None
-        snapshot_label = self._snapshot_label() if snapshot is not None else None
+        wants_label = snapshot is not None or (self.disk is not None and label_due)
+        snapshot_label = self._snapshot_label() if wants_label else None
         if records:
             self.producer.send_to_partition(self.settings.changelog_topic, self.partition, records)
         faults.maybe_die("before_commit")
         started = time.perf_counter()
-        if self.settings.engine.unsafe_offsets_outside_transaction:
-            assert self.consumer is not None
-            self.consumer.commit(offsets=offsets, asynchronous=False)  # the bug the chaos test must catch
-            offsets = []
-        self.producer.commit(offsets)
+        self.producer.commit(self.offsets_for_transaction(offsets))
         self._last_commit = time.monotonic()
         self._refresh_taken = False
         meter.commits += 1
@@ -420,6 +454,8 @@ class TaskRuntime:
             self.log.info("first commit", seconds_since_open=round(time.perf_counter() - self.opened_at, 3),
                           commit_ms=round(1000 * (time.perf_counter() - started), 1), records=self.processed)
         faults.maybe_die("after_commit")
+        if self.disk is not None:  # committed: the database may hold it now (its label, if one was read)
+            self.disk.commit(records, snapshot_label)
         if snapshot is not None and snapshot_label is not None:
             try:
                 self.snapshots.save(snapshot, snapshot_label)
@@ -430,7 +466,8 @@ class TaskRuntime:
 
     def _purge_consumed_credits(self, offsets: list[TopicPartition]) -> None:
         """Delete the credits this task has committed as consumed (the topic keeps them until then)."""
-        if self.topology is None or time.monotonic() - self._last_purge < self.settings.engine.credits_purge_interval_ms / 1000:
+        if (self.topology is None
+                or time.monotonic() - self._last_purge < self.settings.engine.credits_purge_interval_ms / 1000):
             return
         self._last_purge = time.monotonic()
         credits = [tp for tp in offsets if tp.topic == self.settings.credits_topic and tp.offset > 0]
@@ -438,10 +475,24 @@ class TaskRuntime:
             self.topology.delete_consumed(credits, self.log)
 
     def _settle(self) -> None:
-        """Wait for the in-flight commit, re-raising its failure."""
+        """Wait for the in-flight commit, re-raising its failure.
+
+        A commit's sends and its transaction commit each have a deadline (`engine.commit_timeout_ms`);
+        a commit not back `STUCK_GRACE_S` after both passed is stuck inside the Kafka client (librdkafka's
+        `send_offsets_to_transaction` can, while the group coordinator is down: librdkafka
+        issues 5456 and 5511). Nothing can unstick that thread, so the process ends
+        (`shutdown.abandon`) and restarts, and the task's next owner fences the transaction.
+        """
         if self._committing is not None:
             committing, self._committing = self._committing, None
-            committing.result()
+            try:
+                committing.result(timeout=2 * self.settings.engine.commit_timeout_ms / 1000 + STUCK_GRACE_S)
+            except FutureTimeout:
+                self._abandon(f"task {self.task_id}: a commit did not return {STUCK_GRACE_S:.0f} s after its "
+                              f"deadlines (engine.commit_timeout_ms = {self.settings.engine.commit_timeout_ms}): "
+                              f"stuck in the Kafka client")
+
+    _abandon = staticmethod(shutdown.abandon)  # tests replace it: the real one ends the process
 
     def check(self) -> None:
         """Raise now if the last commit failed (the source calls this while the task is idle)."""
@@ -467,6 +518,8 @@ class TaskRuntime:
             self.producer.close()
         if self.consumer is not None:
             self.consumer.close()
+        if self.disk is not None:
+            self.disk.close()
         self.log.info("task closed", committed=committed, records=self.processed)
         return committed
 
@@ -483,9 +536,12 @@ class TaskRegistry:
     in parallel threads (fencing costs ~0.5 s each; librdkafka releases the GIL).
     """
 
-    def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus] | None = None) -> None:
+    def __init__(self, settings: Settings, app: Application, table: Mapping[str, Any] | None = None,
+                 runtime: type[TaskRuntime] = TaskRuntime) -> None:
         self.settings = settings
-        self._customers = customers
+        self.app = app
+        self.runtime = runtime
+        self._table = table
         self._pool = ThreadPoolExecutor(max_workers=settings.kafka.partitions, thread_name_prefix="open-task")
         self._opening: dict[str, Future[TaskRuntime]] = {}
         self._topology: Topology | None = None
@@ -497,21 +553,19 @@ class TaskRegistry:
             self._topology = check_topology(self.settings)
         return self._topology
 
-    def customers(self) -> Mapping[str, CustomerStatus]:
-        if self._customers is None and self.settings.engine.workload == "simple":
-            self._customers = {}  # the benchmark's workload has no reference data
-        if self._customers is None:
-            from state.customers import global_table
-
-            self._customers = global_table(self.settings)
-        return self._customers
+    def table(self) -> Mapping[str, Any]:
+        """The application's global table, loaded once per process before its first task opens."""
+        if self._table is None:
+            self._table = self.app.table_of(self.settings)
+        return self._table
 
     def opening(self, task_id: str) -> Future[TaskRuntime]:
         """Start opening `task_id` (once per process) and return its future."""
         if task_id not in self._opening:
-            customers = self.customers()
+            table = self.table()
             topology = self.topology()
-            self._opening[task_id] = self._pool.submit(TaskRuntime(self.settings, task_id, customers, topology).open)
+            task = self.runtime(self.settings, task_id, table, topology, app=self.app)
+            self._opening[task_id] = self._pool.submit(task.open)
         return self._opening[task_id]
 
     def close(self) -> bool:

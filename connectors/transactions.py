@@ -19,7 +19,8 @@ resumes from what Kafka committed.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
@@ -142,7 +143,9 @@ class TaskProducer:
                     if headers is None:
                         produce(topic, value, key)
                     else:
-                        produce(topic, value, key, headers=headers)
+                        # confluent_kafka types `headers` as an invariant List[Tuple[str, str | bytes | None]]:
+                        # a list of (str, bytes) is a valid value its annotation cannot accept
+                        produce(topic, value, key, headers=headers)  # type: ignore[arg-type]
                 except BufferError:
                     self._wait_for_room(topic, key, value, headers)
             self._producer.poll(0)
@@ -171,7 +174,8 @@ class TaskProducer:
         while True:
             self._producer.poll(0.05)
             try:
-                self._producer.produce(topic, value, key, partition, headers=headers)
+                # `headers`: a valid value confluent_kafka's invariant List annotation cannot accept (see `send`)
+                self._producer.produce(topic, value, key, partition, headers=headers)  # type: ignore[arg-type]
                 return
             except BufferError:
                 if time.monotonic() > deadline:

@@ -1,40 +1,58 @@
-"""The payment dataflow: `python -m bytewax.run flows.payments:flow -s 1`.
+"""The payment engine as an application of the exactly-once runtime:
+`python -m bytewax.run flows.payments:flow -s 1` (`-s`: the epoch length in seconds).
 
-Wiring only. Each task (a partition of `payments` and its credits) is read as batches and
-handed to the transactional task sink, which runs the domain core and commits outputs,
-changelog and offsets in one Kafka transaction per epoch (`-s` is the epoch length in seconds).
-Decoding, the DLQ branch, the customer-table join and the per-account logic all run inside the
-task, because every one of their outputs must be in that one transaction.
+Wiring only: the application's processor (the domain core, `operators.task`, over the task's
+store of accounts), its stored value type and its global table (the customers). Each task (a
+partition of `payments` and its credits) commits outputs, changelog and offsets in one Kafka
+transaction per epoch (`connectors.dataflow`). Decoding, the DLQ branch, the customer-table
+join and the per-account logic all run inside the task, because every one of their outputs
+must be in that one transaction.
 """
 
 from __future__ import annotations
 
-import bytewax.operators as op
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from paystream import logs, settings as settings_module
+from connectors import dataflow
+from connectors.application import Application
+from operators.accounts import AccountState
+from operators.task import TaskProcessor
+from paystream import logs
+from paystream import settings as settings_module
 from paystream.settings import Settings
+from paystream.wire import CustomerStatus
+from state.customers import global_table
+from state.store import Store
+
+if TYPE_CHECKING:
+    from connectors.bytewax_io import TaskBatch
 
 
-def build_flow(settings: Settings, io: tuple[Source, Sink] | None = None) -> Dataflow:
-    """Wire inputs → tasks; `io` replaces the Kafka source and sink (tests pass in-memory ones)."""
-    if io is None:
-        from connectors.bytewax_io import kafka_source_and_sink
-
-        io = kafka_source_and_sink(settings)
-    source, sink = io
-    flow = Dataflow("paystream-payments")
-    batches = op.input("inputs", flow, source)
-    op.output("tasks", batches, sink)
-    return flow
+def payment_processor(settings: Settings, customers: Mapping[str, CustomerStatus],
+                      store: Store[AccountState]) -> TaskProcessor:
+    """The domain core of one task over its store of accounts (changed in place, marked in the store)."""
+    return TaskProcessor(settings, customers, store.data, store.changed)
 
 
-def _flow_from_environment() -> Dataflow:
+# accounts as stored values, the customer table followed from `customer-status`
+PAYMENTS = Application("payments", processor=payment_processor, state_type=AccountState, table=global_table)
+
+
+def build_flow(settings: Settings, io: tuple[Source[TaskBatch], Sink[TaskBatch]] | None = None) -> Dataflow:
+    """The payment engine's dataflow; `io` replaces the Kafka source and sink (tests pass in-memory ones)."""
+    return dataflow.build_flow(settings, PAYMENTS, io)
+
+
+def __getattr__(name: str) -> Dataflow:
+    """`flows.payments:flow`, built from the environment's settings when a runner asks for it
+    (so importing the application, as tests do, builds nothing)."""
+    if name != "flow":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     loaded = settings_module.load()
     logs.configure(loaded)
     return build_flow(loaded)
-
-
-flow = _flow_from_environment()

@@ -1,21 +1,38 @@
-"""The benchmark's simple workload on paystream's exactly-once task machinery:
+"""The benchmark's one-rule workload as a second application of the same runtime:
 `python -m bytewax.run flows.simple:flow -s 1` (see `operators/simple.py` and `bench/`).
+
+Balances as plain ints, no reference data; the same tasks, transactions, changelog and
+snapshots as the payment engine, so the benchmark measures paystream's exactly-once path.
 """
 
 from __future__ import annotations
 
-import msgspec
+from collections.abc import Mapping
+from typing import Any
+
 from bytewax.dataflow import Dataflow
 
-from flows.payments import build_flow
-from paystream import logs, settings as settings_module
+from connectors.application import Application
+from connectors.dataflow import build_flow
+from operators.simple import SimplePaymentsProcessor
+from paystream import logs
+from paystream import settings as settings_module
+from paystream.settings import Settings
+from state.store import Store
 
 
-def _flow_from_environment() -> Dataflow:
+def simple_processor(settings: Settings, table: Mapping[str, Any], store: Store[int]) -> SimplePaymentsProcessor:
+    """The one-rule workload over a task's store of balances."""
+    return SimplePaymentsProcessor(settings, table, store.data, store.changed)
+
+
+SIMPLE = Application("simple", processor=simple_processor, state_type=int)
+
+
+def __getattr__(name: str) -> Dataflow:
+    """`flows.simple:flow`, built from the environment's settings when a runner asks for it."""
+    if name != "flow":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     loaded = settings_module.load()
     logs.configure(loaded)
-    simple = msgspec.structs.replace(loaded, engine=msgspec.structs.replace(loaded.engine, workload="simple"))
-    return build_flow(simple)
-
-
-flow = _flow_from_environment()
+    return build_flow(loaded, SIMPLE)

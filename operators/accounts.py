@@ -228,7 +228,8 @@ def sweep(account: AccountState, floor: int) -> None:
             account.payment_ids = {known: seen for known, seen in ids.items() if seen >= floor}
             break
     authorizations = account.authorizations
-    forgotten = [auth_id for auth_id, found in authorizations.items() if found[STATE] != OPEN and found[CLOSED_TS] < floor]
+    forgotten = [auth_id for auth_id, found in authorizations.items()
+                 if found[STATE] != OPEN and found[CLOSED_TS] < floor]
     for auth_id in forgotten:
         del authorizations[auth_id]
     spill = account.spill
@@ -244,15 +245,16 @@ def sweep(account: AccountState, floor: int) -> None:
                 del sealed_ids[payment_id]
         spill.drop(page)
     sealed_auths = spill.sealed_auths
-    for page, sealed in list(spill.auth_pages.items()):
-        forgotten = [auth_id for auth_id, found in sealed.items() if found[STATE] != OPEN and found[CLOSED_TS] < floor]
+    for page, sealed_page in list(spill.auth_pages.items()):
+        forgotten = [auth_id for auth_id, found in sealed_page.items()
+                     if found[STATE] != OPEN and found[CLOSED_TS] < floor]
         if not forgotten:
             continue
         for auth_id in forgotten:
-            del sealed[auth_id]
+            del sealed_page[auth_id]
             if sealed_auths.get(auth_id) == page:
                 del sealed_auths[auth_id]
-        if sealed:
+        if sealed_page:
             spill.dirty.add(page)
         else:
             del spill.auth_pages[page]
@@ -346,7 +348,8 @@ def record_debit(account: AccountState, ts: int, amount: int, window_ms: int, ho
 
 
 def record_card_use(account: AccountState, country: str, ts: int, window_ms: int, horizon_ms: int) -> None:
-    """Add a decided authorization to the velocity window (dropping what can no longer count) and make it the last card use."""
+    """Add a decided authorization to the velocity window (dropping what can no longer count) and make it the last
+    card use."""
     times = account.auth_times
     totals = account.auth_totals
     floor = account.newest_ts - horizon_ms - window_ms

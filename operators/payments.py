@@ -23,7 +23,8 @@ True
 
 from __future__ import annotations
 
-from typing import Callable, Final, Mapping
+from collections.abc import Callable, Mapping
+from typing import Final
 
 from msgspec import Struct
 
@@ -37,11 +38,13 @@ from operators.accounts import (
     STATE,
     VOIDED,
     AccountState,
-    authorization as find_authorization,
     record_card_use,
     record_debit,
     remember_credit,
     remember_payment,
+)
+from operators.accounts import (
+    authorization as find_authorization,
 )
 from operators.rules import (
     AUTHORIZATION_CLOSED,
@@ -328,7 +331,8 @@ def _limit_breaches(
 # --- the records -----------------------------------------------------------------------------
 
 
-def _approved(command: Command, account: AccountState, source: SourcePosition, ledger: tuple[LedgerEntry, ...], completed: bool) -> Outcome:
+def _approved(command: Command, account: AccountState, source: SourcePosition, ledger: tuple[LedgerEntry, ...],
+              completed: bool) -> Outcome:
     """The outcome of an approved command: decision, ledger, the new balance and maybe the completed fact."""
     if not account.currency:
         account.currency = command.currency  # the customer's currency (stage 3); set once
@@ -357,7 +361,8 @@ def _declined(command: Command, account: AccountState, source: SourcePosition, r
     return Outcome(_decision(command, account, source, "declined", reasons))
 
 
-def _decision(command: Command, account: AccountState, source: SourcePosition, decision: str, reasons: list[str]) -> PaymentDecision:
+def _decision(command: Command, account: AccountState, source: SourcePosition, decision: str,
+              reasons: list[str]) -> PaymentDecision:
     return PaymentDecision(
         payment_id=command.payment_id,
         account=command.account,

@@ -109,7 +109,8 @@ def exceeds_single_limit(amount: int, customer: CustomerStatus | None, settings:
 
 
 def exceeds_daily_limit(
-    amount: int, ts: int, account: AccountState, customer: CustomerStatus | None, settings: DailyLimitRule, horizon_ms: int
+    amount: int, ts: int, account: AccountState, customer: CustomerStatus | None, settings: DailyLimitRule,
+    horizon_ms: int,
 ) -> bool:
     """`DailyLimitRule` (`daily_limit_exceeded`): this debit plus the window's approved debits above `daily_limit`."""
     if not settings.enabled or customer is None:

@@ -10,11 +10,12 @@ benchmark measures paystream's exactly-once path, not a shortcut.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 import msgspec
 
-from operators.task import InboundRecord, OutboundRecord
+from paystream.records import InboundRecord, OutboundRecord
 from paystream.settings import Settings
 
 OPENING_BALANCE: Final = 1_000_000
@@ -54,9 +55,10 @@ class SimplePaymentsProcessor:
 
     state_type: Final = int
 
-    def __init__(self, settings: Settings, customers: Mapping[str, Any], accounts: dict[str, int]) -> None:
+    def __init__(self, settings: Settings, customers: Mapping[str, Any], accounts: dict[str, int],
+                 changed: set[str] | None = None) -> None:
         self.accounts = accounts
-        self.changed: set[str] = set()
+        self.changed: set[str] = set() if changed is None else changed
         self.counts: Counter[tuple[str, ...]] = Counter()
         self._decisions = settings.topics.decisions
         self._balances = settings.topics.balances
@@ -69,9 +71,10 @@ class SimplePaymentsProcessor:
         decisions, balances = self._decisions, self._balances
         for record in records:
             try:
-                payment = _decode_many(record.value())
+                payment = _decode_many(record.value())  # type: ignore[arg-type]  # None raises TypeError: to the DLQ
             except (msgspec.DecodeError, TypeError) as error:
-                append((self._dlq, record.key(), record.value(), [("dlq.reason", b"not_json"), ("dlq.error", str(error).encode())]))
+                append((self._dlq, record.key(), record.value(),
+                        [("dlq.reason", b"not_json"), ("dlq.error", str(error).encode())]))
                 continue
             account = payment.account
             balance = accounts.get(account, OPENING_BALANCE)

@@ -12,11 +12,13 @@ on `type(...)` and nothing is built that is not written.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Final, Mapping
+from collections.abc import Mapping
+from typing import Final
 
 from operators.accounts import AccountState
 from operators.payments import apply_credit, decide
 from paystream.partitioning import partition_for
+from paystream.records import NO_TIMESTAMP, InboundRecord, OutboundRecord
 from paystream.settings import Settings
 from paystream.wire import (
     CustomerStatus,
@@ -33,50 +35,8 @@ class MisroutedCredit(ValueError):
     """A credit in a partition its recipient does not hash to: the topics were repartitioned."""
 
 
-class InboundRecord:
-    """One consumed Kafka record, with the accessors of `confluent_kafka.Message`.
-
-    The Kafka source hands its `Message`s over as they are (no copy per record on the hot
-    path); tests and in-memory runs build these instead.
-    """
-
-    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value", "_timestamp")
-
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                 timestamp: int | None = None) -> None:
-        self._topic, self._partition, self._offset, self._key, self._value = topic, partition, offset, key, value
-        self._timestamp = (NO_TIMESTAMP, -1) if timestamp is None else (CREATE_TIME, timestamp)
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        """(kind, milliseconds), as `Message.timestamp()`: kind 0 means the record has none."""
-        return self._timestamp
-
-    def __repr__(self) -> str:
-        return f"InboundRecord({self._topic!r}, {self._partition}, {self._offset}, {self._key!r}, {self._value!r})"
-
-
-# (topic, key, value, headers): one record to produce in the task's transaction
-OutboundRecord = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
-
 MISROUTED: Final = "misrouted"
 TS_OUT_OF_RANGE: Final = "ts_out_of_range"
-NO_TIMESTAMP: Final = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
-CREATE_TIME: Final = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
 _DUPLICATE_COUNT: Final = ("duplicate",)
 _DECISION_COUNTS: Final = {decision: ("decision", decision) for decision in ("approved", "declined", "review")}
 
@@ -86,11 +46,14 @@ class TaskProcessor:
 
     state_type = AccountState  # what the state layer encodes per account (changelog, snapshots)
 
-    def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus], accounts: dict[str, AccountState]):
+    def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus], accounts: dict[str, AccountState],
+                 changed: set[str] | None = None) -> None:
+        """`accounts`: the task's accounts (changed in place); `changed`: where to mark the accounts
+        changed (the task's store's set of changed keys; a new set if not given)."""
         self.settings = settings
         self.customers = customers
         self.accounts = accounts
-        self.changed: set[str] = set()
+        self.changed: set[str] = set() if changed is None else changed
         self.counts: Counter[tuple[str, ...]] = Counter()
         self._rules = settings.rules
         topics = settings.topics
@@ -146,7 +109,8 @@ class TaskProcessor:
             if home is None:
                 home = home_partition[account_id] = partition_for(key, partitions)  # type: ignore[arg-type]
             if home != partition:
-                self._dead_letter(record, MISROUTED, f"key {account_id!r} hashes to partition {home}, not {partition}", out)
+                self._dead_letter(record, MISROUTED,
+                                  f"key {account_id!r} hashes to partition {home}, not {partition}", out)
                 continue
             account = accounts.get(account_id)
             if account is None:
@@ -165,7 +129,8 @@ class TaskProcessor:
                 for reason in decision.reasons:
                     counts[("reason", reason)] += 1
             for entry in outcome.ledger:  # a transfer's credit entry is keyed by its recipient
-                append((ledger_topic, key if entry.account == account_id else entry.account.encode(), encode(entry), None))
+                append((ledger_topic, key if entry.account == account_id else entry.account.encode(),
+                        encode(entry), None))
             if outcome.balance is not None:
                 append((balances, key, encode(outcome.balance), None))
             if outcome.alerts:
@@ -183,7 +148,7 @@ class TaskProcessor:
         """Land one transfer's credit on its recipient (paystream wrote it: a bad one is a broken invariant)."""
         if record.value() is None:
             raise ValueError(f"a null credit at {record.topic()}/{record.partition()}@{record.offset()}")
-        credit = decode_credit(record.value())
+        credit = decode_credit(record.value())  # type: ignore[arg-type]  # not None: checked above
         home = partition_for(credit.account.encode(), self._partitions)
         if home != record.partition():  # paystream keys credits by recipient: another layout is a broken topology
             raise MisroutedCredit(

@@ -8,7 +8,8 @@ tasks rely on `payments` and the internal credits topic being co-partitioned by 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from paystream.settings import Settings
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
-from typing import Mapping
+from collections.abc import Mapping
 
 POINTS = ("before_commit", "mid_commit", "after_commit")
 _chances = {point: float(os.environ.get(f"PAYSTREAM_FAULT_{point.upper()}", "0") or 0) for point in POINTS}

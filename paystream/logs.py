@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import msgspec
@@ -19,7 +20,7 @@ from paystream.settings import Settings
 _PAN = re.compile(r"\b(\d{6})\d{3,9}(\d{4})\b")
 
 
-def _redact_pans(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_pans(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event.items():
         if isinstance(value, str) and len(value) >= 13:
             event[key] = _PAN.sub(lambda m: m[1] + "******" + m[2], value)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -127,6 +128,14 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     # local state snapshots (a cache; Kafka's changelog is the truth)
     snapshot_dir: str = ".paystream/snapshots"
     snapshot_every_epochs: int = 5
+    # where a task keeps its state: "memory" (a dict, snapshots as a cache) or "disk" (RocksDB under
+    # snapshot_dir, for state larger than memory; state/disk.py), with its decoded-value cache size
+    store: str = "memory"
+    store_cache_keys: int = 100_000
+    # a local snapshot or disk store labelled longer ago than this is not trusted (a full restore
+    # instead): a compacted changelog drops its tombstones `delete.retention.ms` (24 h by default)
+    # after compaction, so a replay from an older label could miss deletions. Keep it below that.
+    local_state_max_age_ms: int = 12 * 3_600_000
     max_batch: int = 5_000
     # per task: records read but not yet processed (backpressure; bounds an epoch's work)
     max_in_flight: int = 5_000
@@ -145,11 +154,6 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     # a changelog record above this many bytes is logged and counted (state/changelog.py); by
     # design none passes 256 KiB: a large account's record is split into pages
     changelog_record_warn_bytes: int = 64 * 1024
-    # "payments": the payment engine; "simple": the benchmark's one-rule workload (bench/)
-    workload: str = "payments"
-    # A deliberately broken build, for the test that proves the chaos run can fail: commit
-    # input offsets with the consumer *before* the transaction instead of inside it.
-    unsafe_offsets_outside_transaction: bool = False
 
 
 class Settings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -224,12 +228,20 @@ def load(config: str | Path | None = None, environ: Mapping[str, str] | None = N
 def check(settings: Settings) -> None:
     """Reject combinations of settings that would break a guarantee, naming the settings."""
     engine = settings.engine
+    if engine.store not in ("memory", "disk"):
+        raise SettingsError(f"engine.store must be 'memory' or 'disk', not {engine.store!r}")
+    if engine.local_state_max_age_ms < 1:
+        raise SettingsError(f"engine.local_state_max_age_ms ({engine.local_state_max_age_ms}) must be positive")
+    if engine.store_cache_keys < 1:
+        raise SettingsError(f"engine.store_cache_keys ({engine.store_cache_keys}) must be positive")
     if not 0 < engine.commit_timeout_ms < engine.transaction_timeout_ms:
         raise SettingsError(
             f"engine.commit_timeout_ms ({engine.commit_timeout_ms}) must be positive and below "
-            f"engine.transaction_timeout_ms ({engine.transaction_timeout_ms}): a commit must give up before the broker aborts it")
+            f"engine.transaction_timeout_ms ({engine.transaction_timeout_ms}): a commit must give up before the broker "
+            f"aborts it")
     if engine.changelog_record_warn_bytes <= 0:
-        raise SettingsError(f"engine.changelog_record_warn_bytes ({engine.changelog_record_warn_bytes}) must be positive")
+        raise SettingsError(
+            f"engine.changelog_record_warn_bytes ({engine.changelog_record_warn_bytes}) must be positive")
     rules = settings.rules
     event_time = rules.event_time
     if event_time.max_skew_ms < 0 or event_time.max_lateness_ms < 0:

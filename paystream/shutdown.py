@@ -32,6 +32,20 @@ _requested = threading.Event()
 _installed = False
 _timeout_s = 20.0
 EXIT_TIMED_OUT = 3
+EXIT_STUCK = 4  # a call into the Kafka client never returned: the process must restart
+
+
+def abandon(reason: str) -> None:
+    """End the process now: a thread is stuck where nothing can unstick it (a Kafka client call
+    that ignored its timeout). Every thread's stack goes to stderr (the worker's log) first; the
+    next owner of the process's tasks fences whatever they left open."""
+    import faulthandler
+    import sys
+
+    logs.get("shutdown").critical("abandoning the process", reason=reason)
+    faulthandler.dump_traceback(all_threads=True)
+    sys.stderr.flush()
+    os._exit(EXIT_STUCK)
 
 
 def requested() -> bool:

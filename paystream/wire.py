@@ -14,7 +14,7 @@ engine writes to `payments-dlq`. Everything after the edge is typed.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, Literal, Union
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -44,11 +44,11 @@ class _Command(Struct, frozen=True, kw_only=True, gc=False, tag_field="type"):
     ts: EpochMillis
 
 
-class Deposit(_Command, tag="deposit"):
+class Deposit(_Command, frozen=True, tag="deposit"):
     """Money arriving from outside: credits `account`."""
 
 
-class Authorize(_Command, tag="authorize"):
+class Authorize(_Command, frozen=True, tag="authorize"):
     """A card authorization: places a hold of `amount` on `account`."""
 
     country: Country
@@ -56,31 +56,31 @@ class Authorize(_Command, tag="authorize"):
     pan: str | None = None  # masked by `decode_command`; never the full number after the edge
 
 
-class Capture(_Command, tag="capture"):
+class Capture(_Command, frozen=True, tag="capture"):
     """Closes the authorization `auth_id`: debits `amount` (at most the hold), releases the rest."""
 
     auth_id: Identifier
 
 
-class Void(_Command, tag="void"):
+class Void(_Command, frozen=True, tag="void"):
     """Releases the hold of the authorization `auth_id`."""
 
     auth_id: Identifier
 
 
-class Refund(_Command, tag="refund"):
+class Refund(_Command, frozen=True, tag="refund"):
     """Credits back part or all of what the authorization `auth_id` captured."""
 
     auth_id: Identifier
 
 
-class Transfer(_Command, tag="transfer"):
+class Transfer(_Command, frozen=True, tag="transfer"):
     """Debits `account` and credits `to_account` atomically."""
 
     to_account: Identifier
 
 
-Command = Union[Deposit, Authorize, Capture, Void, Refund, Transfer]
+Command = Deposit | Authorize | Capture | Void | Refund | Transfer
 COMMAND_TYPES: Final = ("deposit", "authorize", "capture", "void", "refund", "transfer")
 
 
@@ -113,11 +113,13 @@ REASON_CODES: Final = {
     "bad_country": "`country` is not two upper-case letters (ISO 3166 alpha-2)",
     "invalid_value": "a field's value is out of its allowed range (empty id, negative ts, ...)",
     "key_mismatch": "the record key is not the command's `account`",
-    "ts_out_of_range": "`ts` is more than `rules.event_time.max_skew_ms` after the record's Kafka timestamp, or more than `max_lateness_ms` before it",
-    "misrouted": "the record is not in the partition its key hashes to (murmur2), so its account's state lives elsewhere",
+    "ts_out_of_range": "`ts` is more than `rules.event_time.max_skew_ms` after the record's Kafka timestamp, "
+                       "or more than `max_lateness_ms` before it",
+    "misrouted": "the record is not in the partition its key hashes to (murmur2), "
+                 "so its account's state lives elsewhere",
 }
 
-_command_decoder: Final = msgspec.json.Decoder(Command)
+_command_decoder: Final[msgspec.json.Decoder[Command]] = msgspec.json.Decoder(Command)
 
 _FIELD_REASONS: Final = {
     "$.amount": "non_positive_amount",

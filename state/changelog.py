@@ -32,9 +32,10 @@ into the accounts and rebuilds exactly the in-memory state the commits left.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from itertools import accumulate
 from operator import attrgetter
-from typing import Any, Final, Iterable, Literal, Union
+from typing import Any, Final, Literal
 
 import msgspec
 from msgspec import Struct
@@ -74,7 +75,7 @@ class CardPage(Struct, array_like=True, gc=False, tag=4):
     counts: list[int]
 
 
-Page = Union[IdsPage, AuthorizationsPage, DebitPage, CardPage]
+Page = IdsPage | AuthorizationsPage | DebitPage | CardPage
 
 
 class ChangelogFormatError(ValueError):
@@ -93,7 +94,7 @@ stats = ChangelogStats()
 warn_bytes = 64 * 1024  # `configure` sets it from `engine.changelog_record_warn_bytes`
 _log = logs.get("changelog")
 _encoder = msgspec.msgpack.Encoder()
-_page_decoder = msgspec.msgpack.Decoder(list[tuple[Literal[1], Page]])  # type: ignore[valid-type]
+_page_decoder = msgspec.msgpack.Decoder(list[tuple[Literal[1], Page]])
 
 
 def configure(record_warn_bytes: int) -> None:
@@ -121,7 +122,8 @@ def page_key(account_key: bytes, page: int) -> bytes:
 
 def changelog_records(accounts: dict[str, Any], changed: Iterable[str],
                       record_warn_bytes: int | None = None) -> list[tuple[bytes, bytes | None]]:
-    """The (key, value) records that make the changelog equal `accounts` for every account in `changed`.
+    """The (key, value) records that make the changelog equal `accounts` for every account in `changed`
+    (a key no longer in `accounts`: a tombstone).
 
     One record per account, unless the account is large: then its record and the pages that
     changed. Seals the open entries of an account whose record would pass `SPILL_BYTES`.
@@ -133,7 +135,10 @@ def changelog_records(accounts: dict[str, Any], changed: Iterable[str],
     append = records.append
     biggest = 0
     for name in changed:
-        state = accounts[name]
+        state = accounts.get(name)
+        if state is None:  # deleted from the store: a tombstone
+            append((name.encode(), None))
+            continue
         if type(state) is AccountState and state.spill is not None:
             records += _large_account_records(name, state, warn)
             continue
@@ -296,7 +301,7 @@ def page_of(account: AccountState, page: int) -> Page:
 
 def _differences(totals: list[int], base: int, start: int, end: int) -> list[int]:
     previous = [totals[start - 1] if start else base] + totals[start:end - 1]
-    return [total - before for total, before in zip(totals[start:end], previous)]
+    return [total - before for total, before in zip(totals[start:end], previous, strict=False)]
 
 
 def pages_of(account: AccountState) -> dict[int, Page]:
@@ -316,12 +321,12 @@ def _array_header(length: int) -> bytes:
     return b"\xdd" + length.to_bytes(4, "big")
 
 
-_decoders: dict[type, msgspec.msgpack.Decoder] = {}
+_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _state_of = attrgetter("state")
 _spill_of = attrgetter("spill")
 
 
-def decoder(state_type: type) -> msgspec.msgpack.Decoder:
+def decoder(state_type: type) -> msgspec.msgpack.Decoder[Any]:
     """Decodes a msgpack array of account record values (`[FORMAT_VERSION, state]` each) in one C
     call, checking every version on the way (into small array-like Structs: half the cost of tuples)."""
     found = _decoders.get(state_type)
@@ -349,7 +354,8 @@ def format_error(key: bytes, value: bytes) -> ChangelogFormatError | None:
     return None
 
 
-def _decode_all(keys: list[bytes], latest: dict[bytes, bytes | None], decode: Any) -> list[Any]:
+def _decode_all(keys: list[bytes], latest: dict[bytes, bytes | None],
+                decode: Callable[[bytes], list[Any]]) -> list[Any]:
     """The values of `keys`, decoded in one call; a record of another format raises a clear error."""
     try:
         return decode(_array_header(len(keys)) + b"".join([latest[key] for key in keys]))  # type: ignore[misc]
@@ -358,7 +364,8 @@ def _decode_all(keys: list[bytes], latest: dict[bytes, bytes | None], decode: An
             problem = format_error(key, latest[key])  # type: ignore[arg-type]
             if problem is not None:
                 raise problem from error
-        raise ChangelogFormatError(f"a changelog record of format version {FORMAT_VERSION} does not decode: {error}") from error
+        raise ChangelogFormatError(
+            f"a changelog record of format version {FORMAT_VERSION} does not decode: {error}") from error
 
 
 def apply_records(latest: dict[bytes, bytes | None], accounts: dict[str, Any], state_type: type = AccountState,
@@ -383,10 +390,11 @@ def apply_records(latest: dict[bytes, bytes | None], accounts: dict[str, Any], s
         for key in [key for key in latest if PAGE_SEPARATOR in key]:
             tombstones.discard(key)
             if not key.startswith(META_PREFIX):  # the task's own records are the caller's
-                account, _, page = key.partition(PAGE_SEPARATOR)
+                owner, _, number = key.partition(PAGE_SEPARATOR)
                 value = latest[key]
-                name = account.decode()
-                page_values.setdefault(name, {})[int(page)] = None if value is None else _decode_page(name, int(page), value)
+                name = owner.decode()
+                page_values.setdefault(name, {})[int(number)] = (
+                    None if value is None else _decode_page(name, int(number), value))
         keys = [key for key in keys if key not in tombstones and PAGE_SEPARATOR not in key]
         decoded = [([key.decode() for key in part], list(map(_state_of, _decode_all(part, latest, decode))))
                    for part in [keys[start:start + chunk] for start in range(0, len(keys), chunk)]]
@@ -396,12 +404,12 @@ def apply_records(latest: dict[bytes, bytes | None], accounts: dict[str, Any], s
     before: dict[str, AccountState] = {}  # large accounts as they were, whose record is replaced here
     for names, states in decoded:
         if large:
-            for name in [name for name, spill in zip(names, map(_spill_of, states)) if spill is not None]:
+            for name in [name for name, spill in zip(names, map(_spill_of, states), strict=True) if spill is not None]:
                 page_values.setdefault(name, {})
                 previous = accounts.get(name)
                 if previous is not None and previous.spill is not None:
                     before[name] = previous
-        accounts.update(zip(names, states))
+        accounts.update(zip(names, states, strict=True))
     if not large:
         return
     for name, changes in page_values.items():
@@ -427,7 +435,8 @@ def _decode_page(name: str, page: int, value: bytes) -> Page:
         return _page_decoder.decode(_array_header(1) + value)[0][1]
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
         key = page_key(name.encode(), page)
-        raise format_error(key, value) or ChangelogFormatError(f"changelog page {key!r} does not decode: {error}") from error
+        raise format_error(key, value) or ChangelogFormatError(
+            f"changelog page {key!r} does not decode: {error}") from error
 
 
 def rebuild(core: AccountState, pages: dict[int, Page]) -> AccountState:
@@ -466,7 +475,8 @@ def rebuild(core: AccountState, pages: dict[int, Page]) -> AccountState:
     return core
 
 
-def _window(pages: list[tuple[int, Any]], base: int, tail_times: list[int], tail_totals: list[int]) -> tuple[list[int], list[int]]:
+def _window(pages: list[tuple[int, Any]], base: int, tail_times: list[int],
+            tail_totals: list[int]) -> tuple[list[int], list[int]]:
     """A window's sorted times and running totals: its sealed pages, then its open tail."""
     times: list[int] = []
     amounts: list[int] = []

@@ -20,7 +20,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Final, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -166,7 +167,7 @@ class GlobalCustomerTable(CustomerTable):
 
     def _load_to_end(self, partitions: int) -> None:
         started = time.perf_counter()
-        at_end: set[int] = set()
+        at_end: set[int | None] = set()  # `Message.partition()` is typed Optional
         while len(at_end) < partitions:
             for message in self._consumer.consume(10_000, timeout=0.05):
                 error = message.error()
@@ -206,11 +207,11 @@ class GlobalCustomerTable(CustomerTable):
                 self._closing.wait(_ERROR_BACKOFF_S)
                 continue
             for message in messages:
-                error = message.error()
-                if error is None:
+                failure = message.error()
+                if failure is None:
                     self.apply(message.key(), message.value(), message.partition(), message.offset())
-                elif error.code() != KafkaError._PARTITION_EOF:
-                    self._on_consume_error(KafkaException(error))
+                elif failure.code() != KafkaError._PARTITION_EOF:
+                    self._on_consume_error(KafkaException(failure))
 
     def _on_consume_error(self, error: KafkaException) -> None:
         """Log a consumer error and go on (librdkafka retries); re-raise a fatal one, which ends the follower.
@@ -222,12 +223,6 @@ class GlobalCustomerTable(CustomerTable):
         if not isinstance(cause, KafkaError) or cause.fatal():
             raise error
         self._log.warning("customer-status consume error", code=cause.name(), error=cause.str())
-
-
-def check_table(customers: Mapping[str, CustomerStatus]) -> None:
-    """Raise if `customers` is a Kafka-followed table whose follower stopped; any other mapping is static."""
-    if isinstance(customers, GlobalCustomerTable):
-        customers.check()
 
 
 _tables: dict[str, GlobalCustomerTable] = {}

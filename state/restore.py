@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from operators.accounts import AccountState
 from paystream import clients, logs
@@ -51,7 +52,7 @@ def read_partition_to_end(
     topic: str,
     partition: int,
     start_offset: int,
-    on_batch: Callable[[list], None],
+    on_batch: Callable[[list[Message]], None],
     batch_size: int = 10_000,
 ) -> int:
     """Feed every committed record of `topic`/`partition` from `start_offset` to its end to `on_batch`.
@@ -71,7 +72,7 @@ def read_partition_to_end(
         consumer.assign([TopicPartition(topic, partition, start_offset if start_offset >= 0 else OFFSET_BEGINNING)])
         while True:
             messages = consumer.consume(batch_size, timeout=0.05)
-            batch = []
+            batch: list[Message] = []
             done = False
             for message in messages:
                 error = message.error()
@@ -81,7 +82,7 @@ def read_partition_to_end(
                         continue
                     raise KafkaException(error)
                 batch.append(message)
-                next_offset = message.offset() + 1
+                next_offset = message.offset() + 1  # type: ignore[operator]  # typed Optional; a fetched record has one
             if batch:
                 on_batch(batch)
             if done:
@@ -104,9 +105,10 @@ def restore_accounts(
     # keep only the latest raw value per key while reading, and decode each account once.
     latest: dict[bytes, bytes | None] = dict(snapshot) if snapshot else {}
 
-    def fold(batch: list) -> None:
+    def fold(batch: list[Message]) -> None:
         nonlocal seen, last_report
-        latest.update([(message.key(), message.value()) for message in batch])
+        # `key()` is typed Optional: a record of the (compacted) changelog always has one
+        latest.update([(message.key(), message.value()) for message in batch])  # type: ignore[misc]
         seen += len(batch)
         now = time.perf_counter()
         if now - last_report >= 2.0:

@@ -71,11 +71,13 @@ class SnapshotCache:
     `identity`: the changelog topic's identity (its topic id); only snapshots taken from it load.
     """
 
-    def __init__(self, directory: str | Path, task_id: str, keep: int = 2, identity: str = "") -> None:
+    def __init__(self, directory: str | Path, task_id: str, keep: int = 2, identity: str = "",
+                 max_age_ms: int | None = None) -> None:
         self.directory = Path(directory)
         self.task_id = task_id
         self.keep = keep
         self.identity = identity
+        self.max_age_ms = max_age_ms  # older snapshots are not trusted (see `engine.local_state_max_age_ms`)
         self._log = logs.get("snapshots", task=task_id)
 
     def _files(self) -> list[tuple[int, Path]]:
@@ -113,10 +115,17 @@ class SnapshotCache:
         """The newest snapshot at or below Kafka's committed changelog end; newer ones are discarded."""
         for offset, path in reversed(self._files()):
             if offset > committed_changelog_end:
-                self._log.warning("snapshot ahead of Kafka discarded", path=path.name, kafka_end=committed_changelog_end)
+                self._log.warning("snapshot ahead of Kafka discarded", path=path.name,
+                                  kafka_end=committed_changelog_end)
                 path.unlink(missing_ok=True)
                 continue
             try:
+                age_ms = (time.time() - path.stat().st_mtime) * 1000
+                if self.max_age_ms is not None and age_ms > self.max_age_ms:
+                    self._log.warning("snapshot too old to trust: the changelog may have dropped tombstones since",
+                                      path=path.name, age_s=int(age_ms / 1000), max_age_s=self.max_age_ms // 1000)
+                    path.unlink(missing_ok=True)
+                    continue
                 header = _header.decode(path.read_bytes())
                 if header.format != FORMAT_VERSION or header.identity != self.identity:
                     self._log.warning("snapshot of another format or changelog topic discarded", path=path.name,

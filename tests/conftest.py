@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -46,7 +47,7 @@ def make_settings(kafka_cluster: Any, tmp_path: Path) -> Iterator[MakeSettings]:
     fresh, unique topic names and `engine.app_id` (so internal topics and the group are fresh too),
     every topic already created. Overrides are nested dicts, e.g. `rules={"velocity": {"max_authorizations": 2}}`.
     Its topics are deleted when the test ends."""
-    from paystream.topics import create_topics, delete_topics
+    from tools.topics import create_topics, delete_topics
 
     made: list[tuple[Settings, list[str]]] = []
 

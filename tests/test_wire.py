@@ -4,7 +4,8 @@ arbitrary bytes never raise, and card numbers never leave it unmasked."""
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import pytest
@@ -74,7 +75,8 @@ def test_every_valid_command_round_trips(command: dict[str, Any]) -> None:
 
 def _not_json(draw: st.DrawFn, command: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
     raw = msgspec.json.encode(command)
-    return command["account"].encode(), draw(st.sampled_from((raw[:-1], raw + b"}", b"{" + raw, raw.replace(b":", b"=", 1), b"", b"\xff" + raw)))
+    return command["account"].encode(), draw(st.sampled_from(
+        (raw[:-1], raw + b"}", b"{" + raw, raw.replace(b":", b"=", 1), b"", b"\xff" + raw)))
 
 
 def _not_an_object(draw: st.DrawFn, command: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
@@ -97,7 +99,8 @@ def _wrong_type(draw: st.DrawFn, command: dict[str, Any]) -> tuple[bytes | None,
     # `v` and `type` have their own codes (bad_version, unknown_type); any other field will do
     name = draw(st.sampled_from([n for n in command if n not in ("v", "type", "account")]))
     if isinstance(command[name], int):
-        command[name] = draw(st.sampled_from((str(command[name]), float(command[name]) + 0.5, None, True, [command[name]])))
+        command[name] = draw(st.sampled_from(
+            (str(command[name]), float(command[name]) + 0.5, None, True, [command[name]])))
     else:
         command[name] = draw(st.sampled_from((123, 1.5, True, [command[name]], {"x": command[name]})))
     return command["account"].encode(), msgspec.json.encode(command)
@@ -114,7 +117,8 @@ def _unknown_type(draw: st.DrawFn, command: dict[str, Any]) -> tuple[bytes | Non
 
 
 def _non_positive_amount(draw: st.DrawFn, command: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
-    command["amount"] = draw(st.one_of(st.integers(min_value=-(2**63), max_value=0), st.integers(min_value=10**15 + 1, max_value=2**63 - 1)))
+    command["amount"] = draw(st.one_of(st.integers(min_value=-(2**63), max_value=0),
+                                       st.integers(min_value=10**15 + 1, max_value=2**63 - 1)))
     return command["account"].encode(), msgspec.json.encode(command)
 
 
@@ -203,7 +207,8 @@ def test_an_authorization_pan_is_masked_at_the_edge(command: dict[str, Any], pan
     command["pan"] = pan
     decoded = decode_command(*_record(command))
     assert isinstance(decoded, Authorize) and decoded.pan is not None
-    assume(pan not in command["account"] + command["payment_id"] + command.get("merchant", "") + str(command["ts"]) + str(command["amount"]))
+    assume(pan not in command["account"] + command["payment_id"] + command.get("merchant", "") + str(command["ts"])
+           + str(command["amount"]))
     assert _shows_at_most_six_and_four(pan, decoded.pan)
     assert decoded.pan[-4:] == pan[-4:]  # enough to recognise the card, no more
     # nothing downstream can leak it: the re-encoded command holds neither the number nor its middle
@@ -218,7 +223,8 @@ def test_mask_pan_examples() -> None:
 
 
 @given(commands(types=("authorize",)), pans, st.booleans())
-def test_redact_pans_masks_the_pan_in_raw_dlq_bytes_and_nothing_else(command: dict[str, Any], pan: str, as_number: bool) -> None:
+def test_redact_pans_masks_the_pan_in_raw_dlq_bytes_and_nothing_else(
+        command: dict[str, Any], pan: str, as_number: bool) -> None:
     assume(not re.search(r"\d{13}", command["payment_id"] + command["account"] + command.get("merchant", "")))
     command["pan"] = int(pan) if as_number else pan
     command["amount"] = "not an int"  # a malformed record, the kind that reaches the DLQ raw
@@ -290,7 +296,8 @@ def test_a_customer_row_under_another_key_or_broken_json_is_malformed() -> None:
     assert isinstance(missing, Malformed) and missing.reason == "missing_field"
 
 
-@pytest.mark.parametrize(("field", "value", "reason"), [("currency", "EUR\n", "bad_currency"), ("country", "DE\n", "bad_country")])
+@pytest.mark.parametrize(("field", "value", "reason"),
+                         [("currency", "EUR\n", "bad_currency"), ("country", "DE\n", "bad_country")])
 def test_a_code_with_a_trailing_newline_is_not_a_code(field: str, value: str, reason: str) -> None:
     command = {"v": 1, "type": "authorize", "payment_id": "P1", "account": "ACC00000001", "amount": 500,
                "currency": "EUR", "ts": 1, "country": "DE", field: value}

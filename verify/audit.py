@@ -9,14 +9,16 @@ msgspec Structs, not the engine's.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import Struct
 
-from paystream.settings import RuleSettings
+from verify import geo
 from verify.model import ModelOutputs, event_time_bounds, replay_engine_order, split_payments
+from verify.rules import audit_rules
 from verify.validation import Command, InputRecord, classify_customer, customer_table
 
 # ---------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class AuditResult:
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]
         lines.insert(1, "-" * (sum(widths) + 6 + 13))
-        lines.append(("OK: all invariants hold" if self.ok else "VIOLATED: " + ", ".join(self.violated())))
+        lines.append("OK: all invariants hold" if self.ok else "VIOLATED: " + ", ".join(self.violated()))
         return "\n".join(lines)
 
 
@@ -217,8 +219,14 @@ def credit_order(decisions: list[DecisionSeen], balances: list[BalanceSeen],
     return order
 
 
-def audit(snapshot: Snapshot, rules: RuleSettings, distance_km: Callable[[str, str], int | None]) -> AuditResult:
-    """Check every invariant on `snapshot`; nothing here talks to Kafka."""
+def audit(snapshot: Snapshot, rules: object,
+          distance_km: Callable[[str, str], int | None] = geo.distance_km) -> AuditResult:
+    """Check every invariant on `snapshot`; nothing here talks to Kafka.
+
+    `rules`: the configured rule settings, read as the auditor's own `verify.rules.AuditRules`;
+    `distance_km`: the auditor's own geography unless a test gives another.
+    """
+    rules = audit_rules(rules)
     findings = {name: Finding(name, title) for name, title in INVARIANTS}
     readable = findings["outputs_readable"]
     decisions = _decode_all(snapshot.decisions, DecisionSeen, readable)
@@ -333,7 +341,8 @@ def _check_balances(finding: Finding, balances: list[BalanceSeen], ledger: list[
         if balance.posted != fold[account]:
             finding.violated(f"{account}: posted {balance.posted} != ledger fold {fold[account]}")
         elif balance.available != balance.posted - balance.held:
-            finding.violated(f"{account}: available {balance.available} != posted {balance.posted} - held {balance.held}")
+            finding.violated(f"{account}: available {balance.available} != "
+                             f"posted {balance.posted} - held {balance.held}")
         elif owed is None:
             finding.violated(f"{account}: a balance the model does not owe (posted {balance.posted})")
         elif (balance.posted, balance.held, balance.currency) != (owed.posted, owed.held, owed.currency):
@@ -373,7 +382,7 @@ def _masked_copy(original: bytes | None, dead: bytes | None) -> bool:
         return original == dead
     if len(original) != len(dead):
         return False
-    return all(a == b or (b == 0x2A and 0x30 <= a <= 0x39) for a, b in zip(original, dead))
+    return all(a == b or (b == 0x2A and 0x30 <= a <= 0x39) for a, b in zip(original, dead, strict=True))
 
 
 def _check_dlq(finding: Finding, snapshot: Snapshot, model: ModelOutputs) -> None:
@@ -401,7 +410,8 @@ def _check_dlq(finding: Finding, snapshot: Snapshot, model: ModelOutputs) -> Non
             continue
         reason = (_header(found[0], "dlq.reason") or b"").decode()
         if not reason or (invalid.reason is not None and reason != invalid.reason):
-            finding.violated(f"{where}: reason {reason!r}, expected {invalid.reason or 'one of ' + str(invalid.problems)}")
+            finding.violated(f"{where}: reason {reason!r}, "
+                             f"expected {invalid.reason or 'one of ' + str(invalid.problems)}")
         elif found[0].key != source.key or not _masked_copy(source.value, found[0].value):
             finding.violated(f"{where}: the DLQ does not carry the original key and value")
     malformed_customers = {(r.topic, r.partition, r.offset) for r in snapshot.customers
@@ -432,7 +442,8 @@ def _check_order(finding: Finding, decisions: list[DecisionSeen], balances: list
     finding.checked = len(seqs)
     for account, values in sorted(seqs.items()):
         if sorted(values) != list(range(1, len(values) + 1)):
-            finding.violated(f"{account}: seqs of decisions and credits are {_runs(sorted(values))}, not 1..{len(values)}")
+            finding.violated(f"{account}: seqs of decisions and credits are {_runs(sorted(values))}, "
+                             f"not 1..{len(values)}")
 
 
 def _runs(values: list[int]) -> str:

@@ -14,7 +14,8 @@ def render(result: AuditResult, rounds: int, duration_s: float) -> str:
         "# HELP paystream_verify_violations Violations of one invariant in the latest audit.",
         "# TYPE paystream_verify_violations gauge",
     ]
-    lines += [f'paystream_verify_violations{{invariant="{name}"}} {f.violations}' for name, f in result.findings.items()]
+    lines += [f'paystream_verify_violations{{invariant="{name}"}} {f.violations}'
+              for name, f in result.findings.items()]
     lines += ["# HELP paystream_verify_checked Items checked for one invariant in the latest audit.",
               "# TYPE paystream_verify_checked gauge"]
     lines += [f'paystream_verify_checked{{invariant="{name}"}} {f.checked}' for name, f in result.findings.items()]

@@ -18,12 +18,13 @@ removes): the model does not know when the engine saw a change to it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from msgspec import Struct
 
-from paystream.settings import RuleSettings
+from verify import geo
+from verify.rules import AuditRules, audit_rules
 from verify.validation import Command, Customer, InputRecord, Invalid, SourcePosition, classify_payment
 
 DistanceKm = Callable[[str, str], "int | None"]
@@ -154,8 +155,9 @@ class OwedCredit:
 class ReferenceModel:
     """Applies RULES.md to accounts; holds all account state and collects the outputs."""
 
-    def __init__(self, rules: RuleSettings, customers: dict[str, Customer], distance_km: DistanceKm) -> None:
-        self.rules = rules
+    def __init__(self, rules: object, customers: dict[str, Customer],
+                 distance_km: DistanceKm = geo.distance_km) -> None:
+        self.rules: AuditRules = audit_rules(rules)
         self.customers = customers
         self.distance_km = distance_km
         self.accounts: dict[str, AccountState] = {}
@@ -233,7 +235,8 @@ class ReferenceModel:
         authorization = state.authorizations.get(auth_id)
         if authorization is None:
             return None
-        if authorization.state != "open" and authorization.closed_ts < (state.max_ts or 0) - self.rules.duplicate.horizon_ms:
+        if (authorization.state != "open"
+                and authorization.closed_ts < (state.max_ts or 0) - self.rules.duplicate.horizon_ms):
             return None
         return authorization
 
@@ -406,9 +409,10 @@ class ReferenceModel:
 # ---------------------------------------------------------------------------------------
 
 
-def event_time_bounds(rules: RuleSettings) -> tuple[int, int]:
+def event_time_bounds(rules: object) -> tuple[int, int]:
     """`(max_skew_ms, max_lateness_ms)` of the rules, for `classify_payment`."""
-    return rules.event_time.max_skew_ms, rules.event_time.max_lateness_ms
+    event_time = audit_rules(rules).event_time
+    return event_time.max_skew_ms, event_time.max_lateness_ms
 
 
 def split_payments(payments: Iterable[InputRecord], partitions: int | None,
@@ -422,8 +426,8 @@ def split_payments(payments: Iterable[InputRecord], partitions: int | None,
     return commands, invalid
 
 
-def run_input_order(payments: Iterable[InputRecord], customers: dict[str, Customer], rules: RuleSettings,
-                    distance_km: DistanceKm, partitions: int | None = None) -> ModelOutputs:
+def run_input_order(payments: Iterable[InputRecord], customers: dict[str, Customer], rules: object,
+                    distance_km: DistanceKm = geo.distance_km, partitions: int | None = None) -> ModelOutputs:
     """Every command in input order; each approved transfer's credit right after the transfer."""
     commands, invalid = split_payments(payments, partitions, event_time_bounds(rules))
     model = ReferenceModel(rules, customers, distance_km)
@@ -435,7 +439,7 @@ def run_input_order(payments: Iterable[InputRecord], customers: dict[str, Custom
     return model.out
 
 
-def run_engine_order(payments: Iterable[InputRecord], customers: dict[str, Customer], rules: RuleSettings,
+def run_engine_order(payments: Iterable[InputRecord], customers: dict[str, Customer], rules: object,
                      distance_km: DistanceKm, credit_order: dict[str, list[tuple[int, str]]],
                      partitions: int | None = None) -> ModelOutputs:
     """Replay each account in the engine's order.
@@ -451,7 +455,7 @@ def run_engine_order(payments: Iterable[InputRecord], customers: dict[str, Custo
 
 
 def replay_engine_order(commands: list[Command], invalid: list[Invalid], customers: dict[str, Customer],
-                        rules: RuleSettings, distance_km: DistanceKm,
+                        rules: object, distance_km: DistanceKm,
                         credit_order: dict[str, list[tuple[int, str]]]) -> ModelOutputs:
     """`run_engine_order` on payments already split by `split_payments`."""
     model = ReferenceModel(rules, customers, distance_km)

@@ -5,33 +5,62 @@ The end of each partition is fixed before reading starts: its high watermark as 
 left out and a reader is never stuck behind one. A committed transaction ends in a control
 marker that is never delivered, so "done" is `position >= end` (or end-of-partition), not
 "the last record's offset + 1 == end".
+
+The auditor shares no code with the engine: where to read (`Source`: the Kafka connection and
+the topic names) is taken from the operator's settings as plain data (`source_of`), and the
+reader's own client configuration is written here.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
+import msgspec
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
-from paystream import logs
-from paystream.clients import consumer_config
-from paystream.settings import Settings
 from verify.audit import Snapshot
 from verify.validation import InputRecord
 
-log = logs.get("verify.readback")
+
+class Source(msgspec.Struct, frozen=True):
+    """Where the auditor reads: librdkafka connection settings (`bootstrap.servers` and any
+    security settings) and the topic names by role (`customers`, `payments`, `decisions`, ...)."""
+
+    connection: dict[str, Any]
+    topics: dict[str, str]
 
 
-def _reader(settings: Settings) -> Consumer:
-    """A consumer in a fresh group that is only ever `assign()`ed, so it commits and joins nothing."""
-    return Consumer(consumer_config(settings, group=f"paystream-verify-{uuid.uuid4().hex[:12]}",
-                                    **{"enable.partition.eof": True}))
+def source_of(configured: Any) -> Source:
+    """The `Source` of a settings object with `kafka` (`bootstrap_servers`, `client`) and `topics`
+    sections, read as data (any Struct or dataclass of that shape), or a `Source` as is."""
+    if isinstance(configured, Source):
+        return configured
+    kafka = msgspec.to_builtins(configured.kafka)
+    connection = {"bootstrap.servers": kafka["bootstrap_servers"], **kafka.get("client", {})}
+    return Source(connection, msgspec.to_builtins(configured.topics))
 
 
-def partition_count(settings: Settings, topic: str) -> int:
+def _reader(configured: Any) -> Consumer:
+    """A `read_committed` consumer in a fresh group that is only ever `assign()`ed, so it commits
+    and joins nothing."""
+    return Consumer({**source_of(configured).connection, "group.id": f"paystream-verify-{uuid.uuid4().hex[:12]}",
+                     "isolation.level": "read_committed", "enable.auto.commit": False,
+                     "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+                     "enable.partition.eof": True, "fetch.queue.backoff.ms": 0})
+
+
+def partition_count(configured: Any, topic: str) -> int:
     """How many partitions `topic` has (raises if it does not exist)."""
-    consumer = _reader(settings)
+    consumer = _reader(configured)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         if metadata.error is not None:
@@ -41,10 +70,10 @@ def partition_count(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-def read_topics(settings: Settings, topics: Iterable[str], timeout_s: float = 600.0) -> dict[str, list[InputRecord]]:
+def read_topics(configured: Any, topics: Iterable[str], timeout_s: float = 600.0) -> dict[str, list[InputRecord]]:
     """Every committed record of `topics` up to the end each partition had when reading began,
-    per topic in (partition, offset) order."""
-    consumer = _reader(settings)
+    per topic in (partition, offset) order. `configured`: a `Source` or the settings (`source_of`)."""
+    consumer = _reader(configured)
     try:
         ends: dict[tuple[str, int], int] = {}
         for topic in topics:
@@ -98,14 +127,17 @@ def _drop_finished(consumer: Consumer, pending: dict[tuple[str, int], int]) -> N
             pending.pop(key, None)
 
 
-def read_snapshot(settings: Settings) -> Snapshot:
-    """The inputs and every output topic of `settings`, read as `paystream verify` audits them."""
-    t = settings.topics
-    names = [t.customers, t.payments, t.decisions, t.ledger, t.balances, t.alerts, t.completed, t.dlq]
-    records = read_topics(settings, names)
+def read_snapshot(configured: Any) -> Snapshot:
+    """The inputs and every output topic, read as `paystream verify` audits them.
+
+    `configured`: a `Source` or the settings (`source_of`)."""
+    source = source_of(configured)
+    t = source.topics
+    roles = ("customers", "payments", "decisions", "ledger", "balances", "alerts", "completed", "dlq")
+    records = read_topics(source, [t[role] for role in roles])
     return Snapshot(
-        customers=records[t.customers], payments=records[t.payments],
-        payment_partitions=partition_count(settings, t.payments),
-        decisions=records[t.decisions], ledger=records[t.ledger], balances=records[t.balances],
-        alerts=records[t.alerts], completed=records[t.completed], dlq=records[t.dlq],
+        customers=records[t["customers"]], payments=records[t["payments"]],
+        payment_partitions=partition_count(source, t["payments"]),
+        decisions=records[t["decisions"]], ledger=records[t["ledger"]], balances=records[t["balances"]],
+        alerts=records[t["alerts"]], completed=records[t["completed"]], dlq=records[t["dlq"]],
     )

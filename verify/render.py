@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 
-from paystream.settings import TopicSettings
 from verify.model import ModelOutputs
 from verify.validation import payment_partition
 
@@ -42,20 +41,25 @@ def output_bodies(outputs: ModelOutputs) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def output_records(outputs: ModelOutputs, topics: TopicSettings) -> dict[str, list[OutputRecord]]:
-    """The records a correct engine writes, per output topic name, keyed by account."""
-    records: dict[str, list[OutputRecord]] = {name: [] for name in topics.outputs()}
+OUTPUT_ROLES = ("decisions", "ledger", "balances", "alerts", "completed", "dlq")
+
+
+def output_records(outputs: ModelOutputs, topics: Any) -> dict[str, list[OutputRecord]]:
+    """The records a correct engine writes, per output topic name, keyed by account.
+
+    `topics`: the topic names by role, as a mapping or any Struct of that shape (the settings' `topics`)."""
+    names: dict[str, str] = topics if isinstance(topics, dict) else msgspec.to_builtins(topics)
+    records: dict[str, list[OutputRecord]] = {names[role]: [] for role in OUTPUT_ROLES}
     bodies = output_bodies(outputs)
-    for field, topic in (("decisions", topics.decisions), ("ledger", topics.ledger), ("balances", topics.balances),
-                         ("alerts", topics.alerts), ("completed", topics.completed)):
-        records[topic] = [(body["account"].encode(), _encode(body), []) for body in bodies[field]]
+    for role in OUTPUT_ROLES[:-1]:
+        records[names[role]] = [(body["account"].encode(), _encode(body), []) for body in bodies[role]]
     for invalid in outputs.dead_letters:
         source = invalid.record
         headers = [("dlq.reason", (invalid.reason or invalid.problems[0]).encode()),
                    ("dlq.error", b"rejected by the reference model"),
                    ("dlq.topic", source.topic.encode()), ("dlq.partition", str(source.partition).encode()),
                    ("dlq.offset", str(source.offset).encode())]
-        records[topics.dlq].append((source.key, source.value, headers))
+        records[names["dlq"]].append((source.key, source.value, headers))
     return records
 
 

@@ -24,10 +24,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Iterator
 
 KAFKA_VERSION = "4.1.1"
 HERE = Path(__file__).resolve().parent
@@ -349,7 +348,8 @@ def _spawn(libs: Path, node: Node) -> int:
     """Start one node detached from this process; return the log offset where this start begins."""
     for port in (node.port, node.controller_port):
         if not _port_closed(port, timeout=10.0):
-            raise ClusterError(f"port {port} is already in use by another process; stop it or run `paystream kafka down`")
+            raise ClusterError(f"port {port} is already in use by another process; "
+                               "stop it or run `paystream kafka down`")
     node.dir.mkdir(parents=True, exist_ok=True)
     offset = node.log.stat().st_size if node.log.exists() else 0
     with open(node.log, "ab") as log:
@@ -373,7 +373,8 @@ def _wait_ready(node: Node, offset: int, deadline: float) -> None:
         if pid is None or not _running(pid):  # not _is_ours: right after fork the cmdline is still Python's
             if pid is not None:
                 _reap(pid)
-            raise ClusterError(f"Kafka node {node.node_id} exited while starting; see {node.log}:\n{_tail(node.log, offset)}")
+            raise ClusterError(f"Kafka node {node.node_id} exited while starting; "
+                               f"see {node.log}:\n{_tail(node.log, offset)}")
         time.sleep(0.1)
     raise ClusterError(f"Kafka node {node.node_id} not ready after {READY_TIMEOUT_S:.0f} s; see {node.log}")
 
@@ -516,7 +517,8 @@ def status() -> list[BrokerStatus]:
     rows = []
     for node in cluster.nodes:
         pid = _pid(node)
-        rows.append(BrokerStatus(node.node_id, pid, pid is not None and _is_ours(pid, node), node.listener, str(node.log)))
+        rows.append(BrokerStatus(node.node_id, pid, pid is not None and _is_ours(pid, node), node.listener,
+                                 str(node.log)))
     return rows
 
 

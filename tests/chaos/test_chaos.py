@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from paystream.chaos import ChaosPlan, ChaosResult, ChaosRun
+from tools.chaos import ChaosPlan, ChaosResult, ChaosRun
 
 pytestmark = [pytest.mark.chaos]
 
@@ -101,8 +101,9 @@ def test_the_broken_build_with_offsets_committed_outside_the_transaction_loses_d
     transaction, and a `kill -9` between the two, lose the decisions of that epoch."""
     # 12 tasks each commit their first epoch of payments: the chance that none of them dies
     # inside its commit is 0.5 ** 12
-    settings = make_settings(partitions=12, engine={"unsafe_offsets_outside_transaction": True})
-    plan = ChaosPlan(kills=2, payments=60_000, accounts=2_000, seed=5, fault_chances={"mid_commit": 0.5})
+    settings = make_settings(partitions=12)
+    plan = ChaosPlan(kills=2, payments=60_000, accounts=2_000, seed=5, fault_chances={"mid_commit": 0.5},
+                     flow="tests.chaos.broken_build:flow")
 
     result = run_chaos(settings, plan, tmp_path)
 

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -81,7 +82,8 @@ def validate(manifests: list[Manifest]) -> None:
             try:
                 kubernetes_validate.validate(manifest, version, strict=True)
             except kubernetes_validate.ValidationError as error:
-                raise AssertionError(f"Kubernetes {version}: {manifest['kind']} {manifest['metadata']['name']}: {error}") from error
+                raise AssertionError(
+                    f"Kubernetes {version}: {manifest['kind']} {manifest['metadata']['name']}: {error}") from error
 
 
 def config_map_data(manifests: list[Manifest], name: str) -> dict[str, str]:
@@ -164,7 +166,8 @@ def test_schema_validation_rejects_an_unknown_field(helm: Path, tmp_path: Path) 
 
 
 def test_an_epoch_that_is_not_whole_seconds_is_refused(helm: Path) -> None:
-    result = subprocess.run([str(helm), "template", RELEASE, str(CHART), "--set", "config.engine.epoch_interval_ms=500"],
+    result = subprocess.run([str(helm), "template", RELEASE, str(CHART),
+                             "--set", "config.engine.epoch_interval_ms=500"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "whole seconds" in result.stderr
@@ -239,9 +242,11 @@ def test_the_config_map_is_what_paystream_settings_load(helm: Path, tmp_path: Pa
     environment = pod_environment(manifests, 0)
     loaded = settings_module.load(environ=environment)
     expected = settings_module.load(environ={}, **values["config"], log_format="json")  # the chart's default
-    expected = msgspec.structs.replace(expected, engine=msgspec.structs.replace(expected.engine, snapshot_dir="/data/snapshots"),
+    expected = msgspec.structs.replace(expected,
+                                       engine=msgspec.structs.replace(expected.engine, snapshot_dir="/data/snapshots"),
                                        kafka=msgspec.structs.replace(expected.kafka, client={
-                                           **expected.kafka.client, "sasl.username": "eu-engine", "sasl.password": "p@ss=word;"}))
+                                           **expected.kafka.client, "sasl.username": "eu-engine",
+                                           "sasl.password": "p@ss=word;"}))
     assert loaded == expected
     assert loaded.rules.duplicate.horizon_ms == 1_209_600_000  # not 1.2096e+09
     assert argument(worker(manifests)["args"], "-s") == "2"
@@ -285,7 +290,8 @@ def test_probes_pdb_resources_and_security(helm: Path, tmp_path: Path) -> None:
 
     pdb = one(manifests, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    assert (pdb["spec"]["selector"]["matchLabels"].items()
+            <= statefulset["spec"]["template"]["metadata"]["labels"].items())
 
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -305,12 +311,15 @@ def test_a_changed_setting_restarts_the_pods(helm: Path, tmp_path: Path) -> None
         return one(render(helm, tmp_path, values), "StatefulSet")["spec"]["template"]["metadata"]["annotations"]
 
     base = annotations({})
-    assert annotations({"config": {"rules": {"velocity": {"max_authorizations": 6}}}})["checksum/config"] != base["checksum/config"]
-    assert annotations({"kafkaCredentials": {"values": {"sasl.password": "x"}}})["checksum/credentials"] != base["checksum/credentials"]
+    assert (annotations({"config": {"rules": {"velocity": {"max_authorizations": 6}}}})["checksum/config"]
+            != base["checksum/config"])
+    assert (annotations({"kafkaCredentials": {"values": {"sasl.password": "x"}}})["checksum/credentials"]
+            != base["checksum/credentials"])
 
 
 def test_the_topics_job_is_a_hook_with_the_same_settings(helm: Path, tmp_path: Path) -> None:
-    manifests = render(helm, tmp_path, {"kafkaCredentials": {"values": {"sasl.password": "x"}}, "topicsJob": {"brokers": 3}})
+    manifests = render(helm, tmp_path, {"kafkaCredentials": {"values": {"sasl.password": "x"}},
+                                        "topicsJob": {"brokers": 3}})
     hooks = [m for m in manifests if "helm.sh/hook" in m["metadata"].get("annotations", {})]
     assert sorted(m["kind"] for m in hooks) == ["ConfigMap", "Job", "Secret"]
     job = next(m for m in hooks if m["kind"] == "Job")
@@ -320,7 +329,8 @@ def test_the_topics_job_is_a_hook_with_the_same_settings(helm: Path, tmp_path: P
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert [container["command"][0], *container["args"]] == ["paystream", "topics", "create", "--brokers", "3"]
     hook_config = next(m for m in hooks if m["kind"] == "ConfigMap")
-    assert hook_config["data"] == config_map_data(manifests, f"{one(manifests, 'StatefulSet')['metadata']['name']}-config")
+    assert hook_config["data"] == config_map_data(manifests,
+                                                  f"{one(manifests, 'StatefulSet')['metadata']['name']}-config")
     hook_secret = next(m for m in hooks if m["kind"] == "Secret")
     assert hook_secret["data"] == one(manifests, "Secret")["data"]
     assert {ref.get("configMapRef", ref.get("secretRef"))["name"] for ref in container["envFrom"]} == \
@@ -463,8 +473,8 @@ def shared_tasks(root: Path, run: str, replicas: int, tasks: int) -> list[set[st
 
 
 def audit_passes(settings: Settings) -> None:
-    from paystream.geo import distance_km
     from verify.audit import audit
+    from verify.geo import distance_km
     from verify.readback import read_snapshot
 
     result = audit(read_snapshot(settings), settings.rules, distance_km)
@@ -476,8 +486,8 @@ def test_the_rendered_pods_run_the_flow_exactly_once(helm: Path, make_settings: 
                                                      clusters: list[Pods]) -> None:
     """Two "pods" started from the rendered StatefulSet process generated traffic on the real broker;
     the audit of every output topic passes. The topics Job's command runs first, as the hook would."""
-    from paystream.cli.generate import produce_traffic
-    from paystream.runner import wait_until_caught_up
+    from tools.cli.generate import produce_traffic
+    from tools.runner import wait_until_caught_up
 
     settings = make_settings(partitions=4)
     manifests = render(helm, tmp_path, values_for(settings, replicas=2))
@@ -519,8 +529,8 @@ def test_a_rescale_from_two_to_three_pods_mid_stream_stays_exactly_once(helm: Pa
     """`helm upgrade --set replicas=3` while payments flow: the two pods are stopped (SIGTERM, as the
     StatefulSet does) part-way, three pods from the new rendering take over (pods 0 and 1 keep their
     volumes), the tasks move, and the audit still passes."""
-    from paystream.cli.generate import produce_traffic
-    from paystream.runner import LagProbe, wait_until_caught_up
+    from tools.cli.generate import produce_traffic
+    from tools.runner import LagProbe, wait_until_caught_up
 
     # small batches, so that a task's work spans several epochs (transactions) and the rescale
     # lands while some of it is committed and some is not

@@ -11,12 +11,12 @@ import pytest
 from bytewax.testing import cluster_main, run_main
 
 from connectors.memory import MemoryTasks, batches_by_task
-from flows.payments import build_flow
-from operators.task import InboundRecord
+from flows.payments import PAYMENTS, build_flow
 from paystream.partitioning import partition_for
+from paystream.records import InboundRecord
 from paystream.settings import Settings, load
-from paystream.traffic import Traffic
 from state.customers import CustomerTable
+from tools.traffic import Traffic
 
 PARTITIONS = 4
 
@@ -48,7 +48,7 @@ def as_records(settings: Settings, values: list[tuple[bytes | None, bytes | None
 
 
 def run(settings: Settings, table: CustomerTable, records: list[InboundRecord], workers: int = 1) -> MemoryTasks:
-    tasks = MemoryTasks(settings, table)
+    tasks = MemoryTasks(settings, PAYMENTS, table)
     flow = build_flow(settings, tasks.source_and_sink(batches_by_task(settings, records, batch_size=7)))
     if workers == 1:
         run_main(flow)
@@ -108,7 +108,8 @@ def test_every_record_reaches_the_task_of_its_partition_and_every_output_topic_i
     tasks = run(settings, table, records)
     for task_id, task in tasks.tasks.items():
         partition = int(task_id.rsplit("-", 1)[1])
-        assert task.accounts and all(partition_for(account.encode(), PARTITIONS) == partition for account in task.accounts)
+        assert task.accounts and all(partition_for(account.encode(), PARTITIONS) == partition
+                                     for account in task.accounts)
     assert set(tasks.tasks) == {f"{settings.topics.payments}-{p}" for p in range(PARTITIONS)}
     t = settings.topics
     for topic in (t.decisions, t.ledger, t.balances, t.alerts, t.completed, t.dlq, settings.credits_topic):

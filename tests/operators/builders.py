@@ -42,7 +42,8 @@ def deposit(pid: str, amount: int, ts: int = 1_000, account: str = "A", currency
     return Deposit(v=1, payment_id=pid, account=account, amount=amount, currency=currency, ts=ts)
 
 
-def authorize(pid: str, amount: int, ts: int = 1_000, account: str = "A", country: str = "FR", currency: str = "EUR") -> Authorize:
+def authorize(pid: str, amount: int, ts: int = 1_000, account: str = "A", country: str = "FR",
+              currency: str = "EUR") -> Authorize:
     return Authorize(v=1, payment_id=pid, account=account, amount=amount, currency=currency, ts=ts, country=country)
 
 

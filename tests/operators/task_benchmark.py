@@ -14,8 +14,8 @@ import time
 
 import msgspec
 
-from operators.accounts import AccountState
-from operators.task import InboundRecord, TaskProcessor
+from operators.task import TaskProcessor
+from paystream.records import InboundRecord
 from paystream.settings import Settings, load
 from paystream.wire import CustomerStatus
 
@@ -61,7 +61,8 @@ def workload(commands: int, accounts: int, seed: int = 7) -> tuple[dict[str, Cus
     return customers, records
 
 
-def run_once(settings: Settings, customers: dict[str, CustomerStatus], batches: list[list[InboundRecord]]) -> tuple[float, TaskProcessor, int]:
+def run_once(settings: Settings, customers: dict[str, CustomerStatus],
+             batches: list[list[InboundRecord]]) -> tuple[float, TaskProcessor, int]:
     """One fresh task over every batch: (CPU seconds, the task, records written)."""
     processor = TaskProcessor(settings, customers, {})
     started = time.process_time()
@@ -96,7 +97,8 @@ def main() -> None:
           f"({elapsed / len(records) * 1e6:.2f} µs each; median of {repeat}: {median / len(records) * 1e6:.2f} µs), "
           f"{written:,} records out")
     print(sorted(processor.counts.items(), key=lambda item: -item[1])[:12])
-    print("changelog bytes per account:", sum(len(msgspec.msgpack.encode(a)) for a in processor.accounts.values()) // len(processor.accounts))
+    print("changelog bytes per account:",
+          sum(len(msgspec.msgpack.encode(a)) for a in processor.accounts.values()) // len(processor.accounts))
 
 
 if __name__ == "__main__":

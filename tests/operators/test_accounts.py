@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from operators.accounts import (
     CAPTURED,
@@ -34,7 +35,8 @@ events = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(events)
-def test_windows_and_memory_match_the_formulas_over_everything_ever_recorded(stream: list[tuple[int, int, int]]) -> None:
+def test_windows_and_memory_match_the_formulas_over_everything_ever_recorded(
+        stream: list[tuple[int, int, int]]) -> None:
     account = AccountState()
     everything: list[tuple[int, int]] = []
     remembered: dict[str, int] = {}

@@ -19,10 +19,12 @@ def test_deposit_credits_the_account_and_writes_every_record() -> None:
     bank = Bank()
     outcome = bank.run(deposit("d1", 700, ts=5))
     assert outcome.decision is not None and outcome.decision.seq == 1 and outcome.decision.reasons == []
-    assert [(e.entry_id, e.account, e.direction, e.amount) for e in outcome.ledger] == [("d1:credit", "A", "credit", 700)]
+    assert [(e.entry_id, e.account, e.direction, e.amount) for e in outcome.ledger] == [
+        ("d1:credit", "A", "credit", 700)]
     assert outcome.balance is not None
     assert (outcome.balance.posted, outcome.balance.held, outcome.balance.available) == (700, 0, 700)
-    assert (outcome.balance.seq, outcome.balance.cause, outcome.balance.ts, outcome.balance.currency) == (1, "d1", 5, "EUR")
+    assert (outcome.balance.seq, outcome.balance.cause, outcome.balance.ts, outcome.balance.currency) == (
+        1, "d1", 5, "EUR")
     assert outcome.completed is not None and outcome.completed.type == "deposit"
     assert outcome.credit is None and outcome.alerts == ()
 
@@ -32,7 +34,8 @@ def test_authorize_holds_without_posting_or_completing() -> None:
     outcome = bank.run(authorize("a1", 400))
     assert outcome.decision is not None and outcome.decision.decision == "approved"
     assert outcome.ledger == () and outcome.completed is None
-    assert outcome.balance is not None and (outcome.balance.posted, outcome.balance.held, outcome.balance.available) == (1_000, 400, 600)
+    assert outcome.balance is not None
+    assert (outcome.balance.posted, outcome.balance.held, outcome.balance.available) == (1_000, 400, 600)
 
 
 def test_capture_debits_the_amount_and_releases_the_whole_hold() -> None:
@@ -122,7 +125,8 @@ def test_transfer_debits_the_sender_and_owes_the_recipient() -> None:
 
 
 def test_transfer_to_self_unknown_or_blocked_recipient_is_declined() -> None:
-    bank = Bank(A=customer("A"), B=customer("B", blocked=True), C=customer("C", kyc="pending"), D=customer("D", currency="USD"))
+    bank = Bank(A=customer("A"), B=customer("B", blocked=True), C=customer("C", kyc="pending"),
+                D=customer("D", currency="USD"))
     bank.run(deposit("d0", 1_000))
     assert bank.verdict(transfer("t1", "A", 1)) == ("declined", ["transfer_to_self"])
     assert bank.verdict(transfer("t2", "Z", 1)) == ("declined", ["unknown_recipient"])
@@ -150,8 +154,10 @@ def test_currency_mismatch_is_declined_before_the_life_cycle() -> None:
 def test_every_failing_limit_is_listed_in_order() -> None:
     bank = Bank(A=customer("A", single_limit=100, daily_limit=150), B=customer("B"))
     bank.run(deposit("d0", 50))
-    assert bank.verdict(authorize("a1", 200)) == ("declined", ["single_limit_exceeded", "daily_limit_exceeded", "insufficient_funds"])
-    assert bank.verdict(transfer("t1", "B", 200)) == ("declined", ["single_limit_exceeded", "daily_limit_exceeded", "insufficient_funds"])
+    assert bank.verdict(authorize("a1", 200)) == (
+        "declined", ["single_limit_exceeded", "daily_limit_exceeded", "insufficient_funds"])
+    assert bank.verdict(transfer("t1", "B", 200)) == (
+        "declined", ["single_limit_exceeded", "daily_limit_exceeded", "insufficient_funds"])
     assert bank.verdict(authorize("a2", 50)) == ("approved", [])
 
 
@@ -174,7 +180,8 @@ def test_review_moves_no_money_and_raises_one_alert_per_rule() -> None:
     outcome = bank.run(authorize("a2", 10, ts=2_000, country="JP"))
     assert outcome.decision is not None
     assert (outcome.decision.decision, outcome.decision.reasons) == ("review", ["velocity", "impossible_travel"])
-    assert [(a.alert_id, a.rule) for a in outcome.alerts] == [("a2:velocity", "velocity"), ("a2:impossible_travel", "impossible_travel")]
+    assert [(a.alert_id, a.rule) for a in outcome.alerts] == [
+        ("a2:velocity", "velocity"), ("a2:impossible_travel", "impossible_travel")]
     assert outcome.balance is None and outcome.ledger == () and bank.account("A").held == 10
     assert bank.verdict(capture("c2", "a2", 10)) == ("declined", ["unknown_authorization"])
     # the reviewed authorization still counts for velocity and is the last card use

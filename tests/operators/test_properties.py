@@ -11,10 +11,13 @@ from collections import defaultdict
 from typing import Any
 
 import msgspec
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from operators.accounts import encode_account
-from operators.task import InboundRecord, OutboundRecord, TaskProcessor
+from operators.task import TaskProcessor
+from paystream.records import InboundRecord, OutboundRecord
 from paystream.settings import Settings, load
 from tests.operators.builders import customer
 
@@ -34,13 +37,15 @@ def commands(draw: st.DrawFn) -> list[dict[str, Any]]:
     count = draw(st.integers(1, 60))
     ts = 0
     stream: list[dict[str, Any]] = [  # opening balances, so that most debits can be approved
-        {"v": 1, "type": "deposit", "payment_id": f"{name}-open", "account": name, "amount": 5_000, "currency": "EUR", "ts": ts}
+        {"v": 1, "type": "deposit", "payment_id": f"{name}-open", "account": name, "amount": 5_000, "currency": "EUR",
+         "ts": ts}
         for name in draw(st.sampled_from([(), ("A",), ("A", "B")]))
     ]
     authorizations: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for _ in range(count):
         ts = max(0, ts + draw(st.integers(-120_000, 300_000)))
-        kind = draw(st.sampled_from(["deposit", "deposit", "authorize", "authorize", "capture", "void", "refund", "transfer", "transfer"]))
+        kind = draw(st.sampled_from(["deposit", "deposit", "authorize", "authorize", "capture", "void", "refund",
+                                     "transfer", "transfer"]))
         account = draw(st.sampled_from(("A", "A", "A", "A", "B", "B", "B") + ACCOUNTS))
         home_currency = "USD" if account == "E" else "EUR"
         body: dict[str, Any] = {
@@ -73,7 +78,8 @@ def run(task: TaskProcessor, records: list[InboundRecord], check: Any = None) ->
     out: list[OutboundRecord] = []
     for inbound in records:
         produced = task.process([inbound])
-        credits = [InboundRecord(topic, 0, 0, key, value) for topic, key, value, _ in produced if topic == SETTINGS.credits_topic]
+        credits = [InboundRecord(topic, 0, 0, key, value) for topic, key, value, _ in produced
+                   if topic == SETTINGS.credits_topic]
         produced += task.process(credits)
         out += produced
         if check is not None:

@@ -11,12 +11,14 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from operators.task import InboundRecord
-from paystream.geo import distance_km
+from paystream.records import InboundRecord
 from paystream.settings import load
 from tests.operators.test_properties import CUSTOMERS, commands, fresh, record, run
+from verify.geo import distance_km
 
 model = pytest.importorskip("verify.model")
 validation = pytest.importorskip("verify.validation")
@@ -46,7 +48,8 @@ def engine_outputs(records: list[InboundRecord]) -> dict[str, list[Any]]:
 
 def model_outputs(records: list[InboundRecord]) -> dict[str, list[Any]]:
     """What the reference model says the engine owes, in the same shape."""
-    customers = {name: msgspec.convert(msgspec.to_builtins(row), validation.Customer, strict=False) for name, row in CUSTOMERS.items()}
+    customers = {name: msgspec.convert(msgspec.to_builtins(row), validation.Customer, strict=False)
+                 for name, row in CUSTOMERS.items()}
     inputs = [validation.InputRecord(r.topic(), r.partition(), r.offset(), r.key(), r.value()) for r in records]
     out = model.run_input_order(inputs, customers, SETTINGS.rules, distance_km, partitions=None)
 
@@ -55,7 +58,8 @@ def model_outputs(records: list[InboundRecord]) -> dict[str, list[Any]]:
         for item in items:
             row = {"v": 1, **msgspec.to_builtins(item), **extra}
             if "source" in row:
-                row["source"] = dict(zip(("topic", "partition", "offset"), msgspec.to_builtins(item.source)))
+                row["source"] = dict(zip(("topic", "partition", "offset"), msgspec.to_builtins(item.source),
+                                         strict=True))
                 row["reasons"] = list(row["reasons"])
             rows.append(row)
         return rows
@@ -82,8 +86,10 @@ def test_the_engine_agrees_with_the_reference_model(stream: list[dict[str, Any]]
     expected = model_outputs(records)
     assert set(engine) == set(expected)
     assert engine.get("payment-decisions") == expected.get("payment-decisions")
-    assert by_key(engine.get("ledger", []), "entry_id", "account") == by_key(expected.get("ledger", []), "entry_id", "account")
-    assert by_key(engine.get("balances", []), "account", "seq") == by_key(expected.get("balances", []), "account", "seq")
+    assert by_key(engine.get("ledger", []), "entry_id", "account") == by_key(expected.get("ledger", []),
+                                                                              "entry_id", "account")
+    assert by_key(engine.get("balances", []), "account", "seq") == by_key(expected.get("balances", []),
+                                                                          "account", "seq")
     assert engine.get("fraud-alerts") == expected.get("fraud-alerts")
     assert engine.get("payment-completed") == expected.get("payment-completed")
 
@@ -106,7 +112,8 @@ def late_commands(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(late_commands())
-def test_the_engine_agrees_with_the_model_on_late_commands_and_forgotten_authorizations(stream: list[dict[str, Any]]) -> None:
+def test_the_engine_agrees_with_the_model_on_late_commands_and_forgotten_authorizations(
+        stream: list[dict[str, Any]]) -> None:
     """RULES.md `outside_horizon` and forgotten authorizations, implemented separately in both."""
     records = [record(n, body) for n, body in enumerate(stream)]
     engine = engine_outputs(records)

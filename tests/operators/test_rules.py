@@ -136,7 +136,8 @@ def test_impossible_travel_rule_compares_speed_with_the_limit() -> None:
     alert = rules.travel_alert(authorize("x", 1, ts=hour, country="JP"), account, settings)
     assert alert is not None
     speed = distance  # one hour
-    assert alert.evidence == {"from_country": "FR", "to_country": "JP", "distance_km": distance, "minutes": 60, "speed_kmh": speed}
+    assert alert.evidence == {"from_country": "FR", "to_country": "JP", "distance_km": distance, "minutes": 60,
+                              "speed_kmh": speed}
     assert alert.score == min(100, 50 + 50 * (speed - 1_000) // 1_000)
     slow = distance * hour // 1_000  # exactly max_speed: does not fire
     assert rules.travel_alert(authorize("x", 1, ts=slow, country="JP"), account, settings) is None
@@ -149,7 +150,8 @@ def test_impossible_travel_rule_needs_two_known_different_countries() -> None:
     assert rules.travel_alert(authorize("x", 1, ts=5, country="ZZ"), AccountState(last_country="FR"), settings) is None
     same_ms = rules.travel_alert(authorize("x", 1, ts=0, country="DE"), AccountState(last_country="FR"), settings)
     assert same_ms is not None and same_ms.evidence["minutes"] == 0 and same_ms.score == 100  # dt is at least 1 ms
-    assert rules.travel_alert(authorize("x", 1, ts=5, country="DE"), AccountState(last_country="FR"), ImpossibleTravelRule(enabled=False)) is None
+    assert rules.travel_alert(authorize("x", 1, ts=5, country="DE"), AccountState(last_country="FR"),
+                              ImpossibleTravelRule(enabled=False)) is None
 
 
 def test_impossible_travel_uses_the_absolute_time_difference() -> None:

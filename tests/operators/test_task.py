@@ -7,8 +7,9 @@ from typing import Any
 
 import msgspec
 
-from operators.task import InboundRecord, TaskProcessor
+from operators.task import TaskProcessor
 from paystream.partitioning import partition_for
+from paystream.records import InboundRecord
 from paystream.settings import Settings, load
 from paystream.wire import Credit
 from tests.operators.builders import customer
@@ -38,19 +39,22 @@ def processor(**customers: Any) -> TaskProcessor:
 def by_topic(out: list[Any]) -> dict[str, list[tuple[bytes | None, Any]]]:
     topics: dict[str, list[tuple[bytes | None, Any]]] = {}
     for topic, key, value, headers in out:
-        topics.setdefault(topic, []).append((key, json.loads(value) if topic != "payments-dlq" else (value, dict(headers))))
+        topics.setdefault(topic, []).append(
+            (key, json.loads(value) if topic != "payments-dlq" else (value, dict(headers))))
     return topics
 
 
 def test_a_transfer_writes_decision_ledger_balance_completed_and_a_credit_for_the_recipient() -> None:
     task = processor()
     task.process([command_record(0, type="deposit", payment_id="d1", account="A", amount=1_000)])
-    out = by_topic(task.process([command_record(1, type="transfer", payment_id="t1", account="A", amount=300, to_account="B")]))
+    out = by_topic(task.process([command_record(1, type="transfer", payment_id="t1", account="A", amount=300,
+                                                to_account="B")]))
     decision = out["payment-decisions"][0]
     assert decision[0] == b"A"
     assert decision[1] | {} == {
         "v": 1, "payment_id": "t1", "account": "A", "type": "transfer", "amount": 300, "currency": "EUR",
-        "ts": 1_000, "decision": "approved", "reasons": [], "source": {"topic": "payments", "partition": home("A"), "offset": 1},
+        "ts": 1_000, "decision": "approved", "reasons": [],
+        "source": {"topic": "payments", "partition": home("A"), "offset": 1},
         "seq": 2,
     }
     assert [(key, entry["entry_id"]) for key, entry in out["ledger"]] == [(b"A", "t1:debit"), (b"B", "t1:credit")]
@@ -64,7 +68,8 @@ def test_a_transfer_writes_decision_ledger_balance_completed_and_a_credit_for_th
 
 def test_a_credit_record_updates_the_recipient_balance() -> None:
     task = processor()
-    credit = msgspec.json.encode(Credit(transfer_id="t1", account="B", from_account="A", amount=300, currency="EUR", ts=5))
+    credit = msgspec.json.encode(Credit(transfer_id="t1", account="B", from_account="A", amount=300, currency="EUR",
+                                        ts=5))
     out = by_topic(task.process([InboundRecord("paystream-credits", home("B"), 0, b"B", credit)]))
     [(key, balance)] = out["balances"]
     assert key == b"B" and (balance["posted"], balance["seq"], balance["cause"], balance["ts"]) == (300, 1, "t1", 5)
@@ -73,7 +78,8 @@ def test_a_credit_record_updates_the_recipient_balance() -> None:
 
 def test_a_malformed_command_goes_to_the_dlq_with_its_original_bytes_and_headers() -> None:
     task = processor()
-    raw = b'{"v":1,"type":"authorize","payment_id":"p1","account":"A","amount":"ten","currency":"EUR","ts":1,"country":"FR"}'
+    raw = (b'{"v":1,"type":"authorize","payment_id":"p1","account":"A","amount":"ten",'
+           b'"currency":"EUR","ts":1,"country":"FR"}')
     out = task.process([InboundRecord("payments", home("A"), 42, b"A", raw)])
     [(topic, key, value, headers)] = out
     assert (topic, key, value) == ("payments-dlq", b"A", raw)
@@ -90,7 +96,8 @@ def test_a_malformed_command_goes_to_the_dlq_with_its_original_bytes_and_headers
 
 def test_a_dead_lettered_value_never_carries_a_full_card_number() -> None:
     task = processor()
-    raw = b'{"v":1,"type":"authorize","payment_id":"p1","account":"A","amount":-5,"currency":"EUR","ts":1,"country":"FR","pan":"4111111111111111"}'
+    raw = (b'{"v":1,"type":"authorize","payment_id":"p1","account":"A","amount":-5,'
+           b'"currency":"EUR","ts":1,"country":"FR","pan":"4111111111111111"}')
     [(topic, key, value, headers)] = task.process([InboundRecord("payments", home("A"), 0, b"A", raw)])
     assert topic == "payments-dlq" and value is not None
     assert b"4111111111111111" not in value and b'"pan":"411111******1111"' in value
@@ -104,7 +111,8 @@ def test_not_json_and_tombstones_are_dead_lettered() -> None:
         InboundRecord("payments", home("A"), 0, b"A", b"\xff not json"),
         InboundRecord("payments", home("A"), 1, b"A", None),
     ])
-    assert [(value, dict(headers or [])["dlq.reason"]) for _, _, value, headers in out] == [(b"\xff not json", b"not_json"), (None, b"empty_value")]
+    assert [(value, dict(headers or [])["dlq.reason"]) for _, _, value, headers in out] == [
+        (b"\xff not json", b"not_json"), (None, b"empty_value")]
 
 
 def test_a_record_on_the_wrong_partition_is_misrouted() -> None:
@@ -148,7 +156,8 @@ def test_the_masked_pan_is_all_that_reaches_the_outputs() -> None:
     task = processor()
     out = task.process([
         command_record(0, type="deposit", payment_id="d1", account="A", amount=100),
-        command_record(1, type="authorize", payment_id="a1", account="A", amount=5, country="FR", pan="4111111111111111"),
+        command_record(1, type="authorize", payment_id="a1", account="A", amount=5, country="FR",
+                       pan="4111111111111111"),
     ])
     assert all(b"4111111111111111" not in (value or b"") for _, _, value, _ in out)
 

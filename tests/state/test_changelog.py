@@ -9,14 +9,18 @@ wrote one 2.3 MB record for the account (and 58 MB over its 50 commits).
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from operators.accounts import AccountState
-from operators.task import InboundRecord, TaskProcessor
+from operators.task import TaskProcessor
+from paystream.records import InboundRecord
 from paystream.settings import Settings, load
 from paystream.wire import CustomerStatus
 from state import changelog
@@ -212,7 +216,8 @@ def test_pages_are_written_when_they_change_and_deleted_when_they_empty(tiny_pag
                            "event_time": {"max_skew_ms": 1_000, "max_lateness_ms": 1_000}})
     task = TaskProcessor(settings, BIG_CUSTOMERS, {})
     bodies: list[dict[str, Any]] = [{"type": "deposit", "payment_id": "d0", "amount": 100_000, "ts": T0}]
-    bodies += [{"type": "authorize", "payment_id": f"a{n}", "amount": 10, "ts": T0 + n, "country": "FR"} for n in range(20)]
+    bodies += [{"type": "authorize", "payment_id": f"a{n}", "amount": 10, "ts": T0 + n, "country": "FR"}
+               for n in range(20)]
     batch = [record(n, {"v": 1, "account": "M", "currency": "EUR", **body}) for n, body in enumerate(bodies)]
     [first] = list(commits(task, batch, every=len(batch)))
     spill = task.accounts["M"].spill
@@ -246,7 +251,8 @@ def test_every_value_carries_the_format_version_and_another_version_is_refused()
         assert msgspec.msgpack.decode(value)[0] == FORMAT_VERSION  # type: ignore[arg-type]
     key, value = batch[0]
     future = msgspec.msgpack.encode([FORMAT_VERSION + 1, msgspec.msgpack.decode(value)[1]])  # type: ignore[arg-type]
-    with pytest.raises(ChangelogFormatError, match=f"format version {FORMAT_VERSION + 1}; this build reads format version 1"):
+    with pytest.raises(ChangelogFormatError,
+                       match=f"format version {FORMAT_VERSION + 1}; this build reads format version 1"):
         restored([(key, future)])
     unversioned = msgspec.msgpack.encode(msgspec.msgpack.decode(value)[1])  # type: ignore[arg-type]
     with pytest.raises(ChangelogFormatError, match="has no format version"):
@@ -282,4 +288,5 @@ def test_a_record_above_the_warning_size_is_logged_and_counted(capsys: pytest.Ca
 
 def test_the_warning_size_is_a_setting() -> None:
     assert load(environ={}).engine.changelog_record_warn_bytes == 64 * 1024
-    assert load(environ={"PAYSTREAM_ENGINE__CHANGELOG_RECORD_WARN_BYTES": "1000"}).engine.changelog_record_warn_bytes == 1000
+    assert load(
+        environ={"PAYSTREAM_ENGINE__CHANGELOG_RECORD_WARN_BYTES": "1000"}).engine.changelog_record_warn_bytes == 1000

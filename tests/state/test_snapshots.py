@@ -65,3 +65,17 @@ def test_a_corrupt_snapshot_is_discarded_for_an_older_one(tmp_path: Path) -> Non
     (tmp_path / "app.payments-0.50.snapshot").write_bytes(b"\xc1 not msgpack")
     loaded = cache.load(100)
     assert loaded is not None and loaded.changelog_offset == 42
+
+
+def test_a_snapshot_older_than_the_changelogs_tombstones_is_not_trusted(tmp_path: Path) -> None:
+    import os
+    import time
+
+    cache = SnapshotCache(tmp_path, "app.payments-0", max_age_ms=3_600_000)
+    old = cache.save({b"A": b"x"}, 42)
+    day_ago = time.time() - 86_400
+    os.utime(old, (day_ago, day_ago))
+    assert cache.load(100) is None and not old.exists()
+    cache.save({b"A": b"y"}, 50)
+    loaded = cache.load(100)
+    assert loaded is not None and loaded.changelog_offset == 50

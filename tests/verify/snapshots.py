@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
-from paystream.geo import distance_km
 from paystream.settings import Settings, load
 from verify.audit import Snapshot
+from verify.geo import distance_km
 from verify.model import ModelOutputs, run_input_order
 from verify.render import output_records, partition_of
 from verify.validation import InputRecord, customer_table
@@ -34,7 +35,8 @@ def command(kind: str, payment_id: str, account: str, amount: int, ts: int, curr
 
 def input_records(customers: Iterable[tuple[bytes | None, bytes | None]],
                   payments: Iterable[tuple[bytes | None, bytes | None]],
-                  settings: Settings = SETTINGS, partitions: int = PARTITIONS) -> tuple[list[InputRecord], list[InputRecord]]:
+                  settings: Settings = SETTINGS,
+                  partitions: int = PARTITIONS) -> tuple[list[InputRecord], list[InputRecord]]:
     """Customer and payments records placed as Kafka's default partitioner would place them."""
     customer_records = [InputRecord(settings.topics.customers, 0, n, k, v) for n, (k, v) in enumerate(customers)]
     offsets: Counter[int] = Counter()

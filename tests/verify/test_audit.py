@@ -8,10 +8,10 @@ import json
 import msgspec
 import pytest
 
-from paystream.geo import distance_km
-from paystream.traffic import Traffic
 from tests.verify.snapshots import SETTINGS, correct_snapshot, input_records, snapshot_of
+from tools.traffic import Traffic
 from verify.audit import Snapshot, audit
+from verify.geo import distance_km
 from verify.model import run_engine_order
 from verify.validation import Command, InputRecord, classify_payment, customer_table
 

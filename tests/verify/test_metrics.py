@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import urllib.request
 
-from paystream.geo import distance_km
 from tests.verify.snapshots import SETTINGS, command, correct_snapshot, customer, input_records
 from verify.audit import audit
+from verify.geo import distance_km
 from verify.metrics import MetricsServer, render
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from paystream.geo import distance_km
 from paystream.settings import load
 from tests.verify.snapshots import SETTINGS, command, customer, input_records
+from verify.geo import distance_km
 from verify.model import ModelOutputs, run_engine_order, run_input_order, split_payments
 from verify.validation import InputRecord, customer_table
 
@@ -96,7 +96,8 @@ def test_transfer_debits_the_sender_and_credits_the_recipient_right_after() -> N
     out = run([command("deposit", "d1", "A", 1000, T0), command("deposit", "d2", "B", 10, T0),
                command("transfer", "t1", "A", 400, T0 + 1, to_account="B")])
     assert outcomes(out)[-1] == ("t1", "approved", ())
-    assert [(e.entry_id, e.account) for e in out.ledger if e.payment_id == "t1"] == [("t1:debit", "A"), ("t1:credit", "B")]
+    assert [(e.entry_id, e.account) for e in out.ledger if e.payment_id == "t1"] == [
+        ("t1:debit", "A"), ("t1:credit", "B")]
     assert balance(out, "A") == (600, 0) and balance(out, "B") == (410, 0)
     credit = out.balances[-1]
     assert (credit.account, credit.cause, credit.seq, credit.ts) == ("B", "t1", 2, T0 + 1)

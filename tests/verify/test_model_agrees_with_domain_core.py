@@ -13,11 +13,11 @@ import pytest
 
 from operators.accounts import AccountState
 from operators.payments import apply_credit, decide
-from paystream.geo import distance_km
 from paystream.settings import load
-from paystream.traffic import Traffic
 from paystream.wire import Malformed, SourcePosition, decode_command, decode_customer
 from tests.verify.snapshots import input_records
+from tools.traffic import Traffic
+from verify.geo import distance_km
 from verify.model import run_input_order
 from verify.render import output_bodies
 from verify.validation import customer_table
@@ -69,5 +69,5 @@ def test_model_and_domain_core_compute_the_same_outputs(seed: int) -> None:
     core = _engine_core_outputs(customers, payments, settings)
     for name in ("decisions", "ledger", "balances", "alerts", "completed"):
         assert len(model[name]) == len(core[name]), name
-        for mine, theirs in zip(model[name], core[name]):
+        for mine, theirs in zip(model[name], core[name], strict=True):
             assert mine == theirs, name

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from paystream.traffic import Traffic
 from paystream.wire import Malformed, decode_command
 from tests.verify.snapshots import command
-from verify.validation import Command, InputRecord, Invalid, classify_payment, customer_table, murmur2, payment_partition
+from tools.traffic import Traffic
+from verify.validation import (
+    Command,
+    InputRecord,
+    Invalid,
+    classify_payment,
+    customer_table,
+    murmur2,
+    payment_partition,
+)
 
 GOOD = command("deposit", "p1", "A1", 500, 1)
 

@@ -1,5 +1,0 @@
-import sys
-
-from paystream.cli import main
-
-sys.exit(main())
