@@ -228,7 +228,9 @@ def wait_for_snapshots(snapshot_dir: Path, tasks: int, timeout_s: float, suffix:
     while True:
         from state.disk import stored_label
 
-        names = ({path.name.rsplit(".", 2)[0] for path in snapshot_dir.glob(f"*.{suffix}")
+        # `{app_id}.{task}.{offset}.snapshot` files; `{app_id}.{task}.store` databases, once labelled
+        parts = 2 if suffix == "snapshot" else 1
+        names = ({path.name.rsplit(".", parts)[0] for path in snapshot_dir.glob(f"*.{suffix}")
                   if suffix != "store" or stored_label(path) > 0}
                  if snapshot_dir.is_dir() else set())
         if len(names) >= tasks or time.monotonic() > deadline:

@@ -187,6 +187,7 @@ class TaskRuntime:
         self._refresh_taken = False
         self._last_purge = time.monotonic()
         self.changelog_end = 0
+        self.restored_records = 0  # changelog records read when the task opened
         self.image: dict[bytes, bytes] = {}  # the changelog's latest value per key: what a snapshot writes
         self.epochs_since_snapshot = 0
         self.snapshots = self._snapshot_cache()
@@ -263,7 +264,8 @@ class TaskRuntime:
         _low, committed_end = watermarks(self.consumer, changelog)
         if self.disk is not None:  # the database is the snapshot: bring it up to Kafka's end
             changelog_module.configure(self.settings.engine.changelog_record_warn_bytes)
-            _read, self.changelog_end = self.disk.restore(self.settings, self.task_id, self.partition, committed_end)
+            self.restored_records, self.changelog_end = self.disk.restore(
+                self.settings, self.task_id, self.partition, committed_end)
             recorded_positions = self.disk.meta(POSITIONS_KEY)
             if recorded_positions is not None:
                 self.changelog_positions = decode_positions(recorded_positions)
@@ -278,6 +280,7 @@ class TaskRuntime:
                                   self.app.state_type, snapshot.records if snapshot is not None else None)
         self.image = result.image
         self.changelog_end = max(start, result.next_offset)
+        self.restored_records = result.records
         recorded = result.meta.get(POSITIONS_KEY)
         if recorded is not None:
             self.changelog_positions = decode_positions(recorded)

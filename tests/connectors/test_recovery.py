@@ -169,8 +169,9 @@ def test_a_local_snapshot_plus_the_changelog_tail_equals_a_full_restore(make_set
     assert snapshot_of(restored.store.contents()) == snapshot_of(task.store.contents())
 
 
-def test_a_snapshot_ahead_of_kafka_is_discarded(loaded: Any) -> None:
-    settings, table = loaded
+def test_a_snapshot_ahead_of_kafka_is_discarded(make_settings: Any) -> None:
+    settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1_000_000})  # snapshots: memory only
+    table = produce_traffic_records(settings, accounts=200, payments=3000)
     task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
     drain(task)
     task.commit(wait=True)
@@ -227,14 +228,21 @@ def test_a_disk_store_restores_only_the_changelog_after_its_label(make_settings:
     settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1, "store": "disk"})
     table = produce_traffic_records(settings, accounts=100, payments=1500)
     task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
-    drain(task)
-    task.commit(wait=True)  # the database is labelled at this commit's start
+    records = []
+    while len(records) < 1000:
+        records += task.poll(1000)
+    task.process(records[:700])
+    task.commit(wait=True)
+    task.process(records[700:])
+    task.commit(wait=True)  # labelled with the changelog's end before this commit's records
     truth = snapshot_of(task.store.contents())
     label = task.disk.label if task.disk is not None else -1
+    end = task.changelog_end
     task.close()
 
     restored = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
-    assert 0 < label <= restored.changelog_end
+    assert 0 < label and restored.restored_records == restored.changelog_end - label  # only the tail
+    assert restored.changelog_end >= end
     assert snapshot_of(restored.store.contents()) == truth
     restored.close()
 
