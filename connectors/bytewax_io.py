@@ -48,13 +48,14 @@ _IDLE = timedelta(milliseconds=5)
 
 
 class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
-    """Reads one task's inputs (`payments` p and credits p) from its committed offsets."""
+    """Reads one task's inputs (partition p of each) from its committed offsets."""
 
     def __init__(self, registry: TaskRegistry, task_id: str, max_batch: int) -> None:
         self._task_id = task_id
         self._opening = registry.opening(task_id)
         # a table that follows Kafka has `check()`: it raises once its follower stopped
-        self._check_table: Callable[[], None] | None = getattr(registry.table(), "check", None)
+        self._table_checks: list[Callable[[], None]] = [
+            check for table in registry.tables().values() if (check := getattr(table, "check", None)) is not None]
         self._runtime: TaskRuntime | None = None
         self._max_batch = max_batch
         self._awake: datetime | None = None
@@ -62,8 +63,8 @@ class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
     def next_batch(self) -> list[TaskBatch]:
         if shutdown.requested():
             raise StopIteration  # Bytewax commits the open epoch (sink snapshot) and ends the flow
-        if self._check_table is not None:
-            self._check_table()  # a dead table follower stops the worker: never decide on a frozen table
+        for check in self._table_checks:
+            check()  # a dead table follower stops the worker: never decide on a frozen table
         if self._runtime is None:
             if not self._opening.done():
                 self._awake = datetime.now(UTC) + _IDLE
@@ -94,7 +95,7 @@ class TaskSource(FixedPartitionedSource[TaskBatch, None]):
         self._registry = registry
 
     def list_parts(self) -> list[str]:
-        return task_ids(self._settings)
+        return task_ids(self._settings, self._registry.app)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> TaskSourcePartition:
         return TaskSourcePartition(self._registry, for_part, self._settings.engine.max_batch)
@@ -147,4 +148,5 @@ def kafka_source_and_sink(settings: Settings, app: Application,
     gracefully). `runtime`: the task class (tests inject variants of it, never settings)."""
     shutdown.install(settings.engine.shutdown_timeout_ms)
     registry = TaskRegistry(settings, app, runtime=runtime)
-    return TaskSource(settings, registry), TaskSink(task_ids(settings), lambda task: registry.opening(task).result())
+    return TaskSource(settings, registry), TaskSink(task_ids(settings, app),
+                                                    lambda task: registry.opening(task).result())

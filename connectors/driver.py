@@ -8,24 +8,25 @@ threads, no clock: a test of an exactly-once application runs in milliseconds an
 deterministic.
 
 What it keeps of the runtime (`connectors.tasks`): task p reads partition p of every input
-topic (records keyed by the murmur2 partitioner, as Java producers and paystream's do), one
-`Store` per task whose changed keys are written to the task's changelog at each commit, and
-outputs that become visible only when their epoch commits. Records a task writes to one of
-its input topics (the payment engine's credits) are read by their task after that commit.
+topic (records keyed by the murmur2 partitioner, as Java producers and paystream's do), its
+processor sees the same `Context` (stores, tables, `send`, `dead_letter`), each store's changed
+keys are written to its changelog with the store's own codec at each commit, and outputs become
+visible only when their epoch commits. Records a task sends to an internal topic (the payment
+engine's credits) are read by their task after that commit.
 
 >>> from collections import Counter
->>> from connectors.application import Application
+>>> from connectors.application import Application, StoreSpec
 >>> class Count:
-...     def __init__(self, settings, table, store):
-...         self.store, self.counts = store, Counter()
+...     def __init__(self, context):
+...         self.context, self.counts = context, Counter()
 ...     def process(self, records):
-...         out = []
+...         store = self.context.store("counts")
 ...         for record in records:
 ...             key = record.key().decode()
-...             self.store.put(key, self.store.get(key, 0) + 1)
-...             out.append(("counts", record.key(), b"%d" % self.store.get(key), None))
-...         return out
->>> driver = Driver(Application("counting", processor=Count, state_type=int))
+...             store.put(key, store.get(key, 0) + 1)
+...             self.context.send("counts", record.key(), b"%d" % store.get(key))
+>>> counting = Application("counting", processor=Count, outputs=("counts",), stores=(StoreSpec("counts", int),))
+>>> driver = Driver(counting)
 >>> driver.pipe("payments", b"A", b"{}"); driver.pipe("payments", b"A", b"{}")
 >>> driver.process(); driver.output("counts")
 []
@@ -34,6 +35,8 @@ its input topics (the payment engine's credits) are read by their task after tha
 >>> driver.pipe("payments", b"A", b"{}"); driver.process(); driver.crash()  # the 3rd is lost...
 >>> driver.step(); [value for _, value, _ in driver.output("counts")]  # ...and read again, once
 [b'1', b'2', b'3']
+>>> driver.store("A", "counts").get("A")
+3
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.application import Application, Processor
+from connectors.context import Context
+from connectors.tasks import task_id_of
 from paystream.partitioning import partition_for
 from paystream.records import InboundRecord, OutboundRecord
 from paystream.settings import Settings, load
-from state.changelog import apply_records, changelog_records
 from state.store import Store
 
 OutputRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]  # key, value, headers
@@ -55,8 +59,12 @@ OutputRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 class _Task:
     def __init__(self, driver: Driver, partition: int) -> None:
         self.partition = partition
-        self.store: Store[Any] = Store(driver.app.name, driver.app.state_type)
-        self.processor: Processor = driver.app.processor(driver.settings, driver.table, self.store)
+        app = driver.app
+        self.stores: dict[str, Store[Any]] = {spec.name: Store(spec.name, spec.value_type, codec=spec.codec)
+                                              for spec in app.stores}
+        self.context = Context(driver.settings, app, task_id_of(driver.settings, partition, app), self.stores,
+                               driver.tables)
+        self.processor: Processor = app.processor(self.context)
         self.pending: list[OutboundRecord] = []  # this epoch's outputs: visible at the commit
 
 
@@ -64,22 +72,26 @@ class Driver:
     """An application's tasks over in-memory topics; see the module docstring.
 
     `settings`: partitions and topic names (default: `paystream.settings.load(environ={})`);
-    `table`: the application's global table, as a mapping (nothing is followed from Kafka).
+    `tables`: the application's global tables by name, as mappings (nothing is followed from Kafka).
     """
 
     def __init__(self, app: Application, settings: Settings | None = None,
-                 table: Mapping[str, Any] | None = None) -> None:
+                 tables: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.app = app
         self.settings = settings if settings is not None else load(environ={})
-        self.table: Mapping[str, Any] = {} if table is None else table
+        self.tables: Mapping[str, Mapping[str, Any]] = {} if tables is None else tables
+        missing = set(app.tables) - set(self.tables)
+        if missing:
+            raise ValueError(f"application {app.name} joins tables the driver was not given: {', '.join(missing)}")
         self.partitions = self.settings.kafka.partitions
-        self.inputs = (self.settings.topics.payments, self.settings.credits_topic)
+        self.inputs = app.input_topics(self.settings)
         self._log: dict[tuple[str, int], list[InboundRecord]] = defaultdict(list)  # every input record
         self._order: list[tuple[str, int, int]] = []  # (topic, partition, offset) in the order they arrived
         self._read: dict[tuple[str, int], int] = defaultdict(int)  # next offset each task reads
         self._committed_read: dict[tuple[str, int], int] = defaultdict(int)
         self._outputs: dict[str, list[OutputRecord]] = defaultdict(list)
-        self.changelog: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)  # per task partition
+        # each store's changelog, per task partition: (store, partition) → records in commit order
+        self.changelogs: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = defaultdict(list)
         self._tasks: dict[int, _Task] = {}
         self.commits = 0
 
@@ -111,17 +123,19 @@ class Driver:
                 batches[partition].append(self._log[(topic, partition)][offset])
         for partition, records in sorted(batches.items()):
             task = self.task(partition)
-            task.pending += task.processor.process(records)
+            task.pending += task.processor.process(records) or []
+            task.pending += task.context.drain()
             for record in records:
                 self._read[(record.topic(), partition)] = record.offset() + 1
 
     def commit(self) -> None:
         """Close the epoch: each task's outputs, changelog records and input positions become durable
-        together; outputs to an input topic (credits) can then be read by their task."""
+        together; records sent to an input topic (credits) can then be read by their task."""
         for partition, task in sorted(self._tasks.items()):
-            changed = task.store.changed
-            self.changelog[partition] += changelog_records(task.store.data, changed)
-            changed.clear()
+            for name, store in task.stores.items():
+                changed = store.changed
+                self.changelogs[(name, partition)] += store.codec.records(store.data, changed)
+                changed.clear()
             for topic, key, value, headers in task.pending:
                 if topic in self.inputs:
                     self.pipe(topic, key, value)
@@ -144,9 +158,10 @@ class Driver:
         from its changelog and each input is read again from the last committed position."""
         self._read = defaultdict(int, self._committed_read)
         for partition in list(self._tasks):
-            latest: dict[bytes, bytes | None] = dict(self.changelog[partition])
             task = self._tasks[partition] = _Task(self, partition)
-            apply_records(latest, task.store.data, self.app.state_type)
+            for name, store in task.stores.items():
+                latest: dict[bytes, bytes | None] = dict(self.changelogs[(name, partition)])
+                store.codec.apply(latest, store.data)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -154,6 +169,15 @@ class Driver:
         """The committed records of an output topic, in commit order."""
         return list(self._outputs.get(topic, []))
 
-    def store(self, key: str) -> Store[Any]:
-        """The store of the task that owns `key`."""
-        return self.task(partition_for(key.encode(), self.partitions)).store
+    def store(self, key: str, name: str | None = None) -> Store[Any]:
+        """The store `name` (default: the application's first) of the task that owns `key`."""
+        stores = self.task(partition_for(key.encode(), self.partitions)).stores
+        if name is None:
+            if not stores:
+                raise ValueError(f"application {self.app.name} declares no store")
+            return next(iter(stores.values()))
+        return stores[name]
+
+    def changelog(self, partition: int, name: str | None = None) -> list[tuple[bytes, bytes | None]]:
+        """What task `partition` committed to the changelog of store `name` (default: the first)."""
+        return list(self.changelogs[(name or self.app.stores[0].name, partition)])

@@ -1,16 +1,19 @@
-"""A task: one partition p of `payments` (with partition p of the internal credits topic).
+"""A task: partition p of an application's co-partitioned inputs (for the payment engine,
+`payments` and its internal credits topic), with partition p of each of its stores' changelogs.
 
-The task owns the state of the accounts whose key hashes to p, and commits, in ONE Kafka
-transaction per epoch, everything it produced: its output records, one changelog record per
-changed account, the credits it owes other tasks, and its input offsets. Kafka is the single
-source of truth; local snapshots are only a cache (see `state/snapshots.py`).
+The task owns the state of the keys that hash to p, and commits, in ONE Kafka transaction per
+epoch (`connectors.checkpoint`), everything it produced: its output records, the changelog
+records of its stores' changed keys, what it sends to internal topics, and its input offsets.
+Kafka is the single source of truth; local snapshots and disk stores are only caches
+(`state.changelogged`).
 
 Opening a task (`TaskRuntime.open`, numbered because the order is the correctness argument):
 1. `init_transactions` with the task's stable `transactional.id`: every zombie of the task is
    fenced and its dangling transaction aborted (or completed), so offsets below are stable.
 2. read the committed input offsets of the task's group (`read_committed`).
-3. load the newest local snapshot at or below the changelog's committed end; discard newer ones.
-4. replay the changelog tail after the snapshot (all of it without a snapshot).
+3. each store: load the newest local snapshot (or disk database) at or below its changelog's
+   committed end, discarding newer ones;
+4. each store: replay its changelog's tail after that (all of it without local state).
 5. reconcile the group's offsets with the input positions the changelog recorded in the same
    transactions: a missing or older group offset (expired after `offsets.retention.minutes`,
    or the group deleted) resumes from the changelog's position; a group offset ahead of the
@@ -30,52 +33,32 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 from typing import Any, cast
 
-import msgspec
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.application import Application, Processor
+from connectors.checkpoint import POSITIONS_KEY, Checkpoint, decode_positions, encode_positions
+from connectors.context import Context
 from connectors.topology import Topology, check_topology
 from connectors.transactions import TaskProducer, transactional_id
-from paystream import clients, faults, logs, shutdown
+from paystream import clients, logs, shutdown
 from paystream.records import InboundRecord, OutboundRecord
 from paystream.settings import Settings
-from state import changelog as changelog_module
-from state.changelog import changelog_records
-from state.disk import DiskStore
-from state.restore import META_PREFIX, restore_accounts, watermarks
-from state.snapshots import SnapshotCache
+from state.changelogged import ChangeloggedStore
+from state.restore import watermarks
 from state.store import Store
+
+__all__ = ["POSITIONS_KEY", "TaskRegistry", "TaskRuntime", "TaskStateError", "decode_positions", "encode_positions",
+           "reconcile", "task_id_of", "task_ids"]
 
 # How long past its deadline a commit may take before its thread counts as stuck for good (a
 # snapshot label query, 5 s, and a snapshot or disk-store write come after the Kafka deadline).
 STUCK_GRACE_S = 20.0
 
-# The changelog record that holds the task's input positions, written in every transaction
-# (a key no account can have: account ids are UTF-8, which never holds 0xFF).
-POSITIONS_KEY = META_PREFIX + b"positions"
-_positions_type = list[tuple[str, int, int]]
-
 
 class TaskStateError(RuntimeError):
     """The task's state and its committed input offsets disagree in a way that cannot be repaired."""
-
-
-def encode_positions(positions: Mapping[tuple[str, int], int]) -> bytes:
-    """The input positions as one changelog value: `[[topic, partition, next_offset], ...]`.
-
-    >>> decode_positions(encode_positions({("payments", 3): 42}))
-    {('payments', 3): 42}
-    """
-    return msgspec.msgpack.encode(sorted((topic, partition, offset)
-                                         for (topic, partition), offset in positions.items()))
-
-
-def decode_positions(value: bytes) -> dict[tuple[str, int], int]:
-    return {(topic, partition): offset
-            for topic, partition, offset in msgspec.msgpack.decode(value, type=_positions_type)}
 
 
 def reconcile(task_id: str, group: Mapping[tuple[str, int], int], changelog: Mapping[tuple[str, int], int] | None,
@@ -110,13 +93,14 @@ def reconcile(task_id: str, group: Mapping[tuple[str, int], int], changelog: Map
     return resume
 
 
-def task_id_of(settings: Settings, partition: int) -> str:
-    """Kafka Streams' naming: `{topic}-{partition}` of the command topic."""
-    return f"{settings.topics.payments}-{partition}"
+def task_id_of(settings: Settings, partition: int, app: Application | None = None) -> str:
+    """Kafka Streams' naming: `{topic}-{partition}` of the application's first input (`payments`)."""
+    topic = app.input_topics(settings)[0] if app is not None else settings.topics.payments
+    return f"{topic}-{partition}"
 
 
-def task_ids(settings: Settings) -> list[str]:
-    return [task_id_of(settings, p) for p in range(settings.kafka.partitions)]
+def task_ids(settings: Settings, app: Application | None = None) -> list[str]:
+    return [task_id_of(settings, p, app) for p in range(settings.kafka.partitions)]
 
 
 def partition_of_task(task_id: str) -> int:
@@ -155,30 +139,32 @@ meter = ProcessMeter()
 
 
 class TaskRuntime:
-    """One task of `app` in this process: its consumer, producer, store and processor.
+    """One task of `app` in this process: its consumer, producer, stores, context and processor.
 
-    `table`: the application's global table (shared by the tasks of the process).
+    `tables`: the application's global tables by name (shared by the tasks of the process).
     """
 
     # The input positions also go into the changelog (hazard 3 of docs/LIFETIME.md).
     records_positions = True
 
-    def __init__(self, settings: Settings, task_id: str, table: Mapping[str, Any],
+    def __init__(self, settings: Settings, task_id: str, tables: Mapping[str, Mapping[str, Any]],
                  topology: Topology | None = None, *, app: Application) -> None:
         self.settings = settings
         self.app = app
         self.topology = topology
         self.task_id = task_id
         self.partition = partition_of_task(task_id)
-        self.table = table
+        self.tables = tables
         self.log = logs.get("task", task=task_id)
-        self.store: Store[Any] = self._open_store()
-        self.disk = self.store if isinstance(self.store, DiskStore) else None
-        self.accounts = self.store.data  # the store's values by key (restore fills them; a cache on disk)
-        self.inputs = [
-            TopicPartition(settings.topics.payments, self.partition),
-            TopicPartition(settings.credits_topic, self.partition),
-        ]
+        self.stores: dict[str, ChangeloggedStore] = {}
+        for spec in app.stores:
+            topic = app.changelog_topic(settings, spec.name)
+            self.stores[spec.name] = ChangeloggedStore(
+                settings, spec.name, spec.value_type, spec.codec, backend=spec.backend or settings.engine.store,
+                task_id=task_id, partition=self.partition, topic=topic,
+                identity=topology.topic_ids.get(topic, "") if topology is not None else "")
+        self.inputs = [TopicPartition(topic, self.partition) for topic in app.input_topics(settings)]
+        self._internal = set(app.internal_topics(settings))
         # the next offset of every input partition: all of them go into every commit
         self.positions: dict[tuple[str, int], int] = {}
         self.changelog_positions: dict[tuple[str, int], int] | None = None  # as restored
@@ -186,35 +172,48 @@ class TaskRuntime:
         self._last_commit = time.monotonic()
         self._refresh_taken = False
         self._last_purge = time.monotonic()
-        self.changelog_end = 0
-        self.restored_records = 0  # changelog records read when the task opened
-        self.image: dict[bytes, bytes] = {}  # the changelog's latest value per key: what a snapshot writes
         self.epochs_since_snapshot = 0
-        self.snapshots = self._snapshot_cache()
         self.consumer: Consumer | None = None
         self.producer: TaskProducer | None = None
+        self.context: Context | None = None
         self.processor: Processor | None = None
         self.opened_in_seconds = 0.0
         self._committing: Future[None] | None = None
-        self.polled = self.processed = 0  # records handed to the dataflow / through the core
+        self.polled = self.processed = 0  # records handed to the dataflow / through the processor
         self.committed_once = False
         self.opened_at = time.perf_counter()
         self._pending: list[OutboundRecord] = []
 
-    def _open_store(self) -> Store[Any]:
-        engine = self.settings.engine
-        if engine.store == "disk":
-            identity = self.topology.changelog_id if self.topology is not None else ""
-            path = Path(engine.snapshot_dir) / f"{engine.app_id}.{self.task_id}.store"
-            return DiskStore(self.app.name, self.app.state_type, path, identity, engine.store_cache_keys,
-                             engine.local_state_max_age_ms)
-        return Store(self.app.name, self.app.state_type)
+    # the first store's view, for tools and tests of one-store applications
+    @property
+    def _first(self) -> ChangeloggedStore:
+        return next(iter(self.stores.values()))
 
-    def _snapshot_cache(self) -> SnapshotCache:
-        name = f"{self.settings.engine.app_id}.{self.task_id}"
-        identity = self.topology.changelog_id if self.topology is not None else ""
-        return SnapshotCache(self.settings.engine.snapshot_dir, name, identity=identity,
-                             max_age_ms=self.settings.engine.local_state_max_age_ms)
+    @property
+    def store(self) -> Store[Any]:
+        return self._first.store
+
+    @property
+    def disk(self) -> Any:
+        """The first store's database, if it is on disk (None in memory)."""
+        return self._first.disk
+
+    @property
+    def accounts(self) -> dict[str, Any]:
+        return self._first.store.data
+
+    @property
+    def snapshots(self) -> Any:
+        return self._first.snapshots
+
+    @property
+    def changelog_end(self) -> int:
+        return self._first.changelog_end
+
+    @property
+    def restored_records(self) -> int:
+        """Changelog records read when the task opened, over all its stores."""
+        return sum(store.restored_records for store in self.stores.values())
 
     # -- opening ------------------------------------------------------------------------
 
@@ -239,7 +238,10 @@ class TaskRuntime:
         for tp in committed:
             if tp.error is not None:
                 raise RuntimeError(f"task {self.task_id}: cannot read committed offset of {tp.topic}: {tp.error}")
-        self._restore()  # 3 + 4
+        for index, store in enumerate(self.stores.values()):  # 3 + 4
+            recorded = store.restore(consumer, POSITIONS_KEY)
+            if index == 0 and recorded is not None:  # the first store's changelog carries the positions
+                self.changelog_positions = decode_positions(recorded)
         group = {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else -1 for tp in committed}
         resume = reconcile(self.task_id, group, self.changelog_positions, self.log)  # 5
         if any(offset < 0 for offset in group.values()):
@@ -249,41 +251,17 @@ class TaskRuntime:
                 resume[where] = watermarks(self.consumer, TopicPartition(*where))[0]
         start = [TopicPartition(topic, partition, offset) for (topic, partition), offset in resume.items()]
         self.positions = dict(resume)
-        self.processor = self.app.processor(settings, self.table, self.store)
+        self.context = Context(settings, self.app, self.task_id,
+                               {name: store.store for name, store in self.stores.items()}, self.tables)
+        self.processor = self.app.processor(self.context)
         self.consumer.assign(start)
         self.opened_in_seconds = time.perf_counter() - started
         self.opened_at = time.perf_counter()
         meter.start()
-        self.log.info("task open", accounts=len(self.accounts), seconds=round(self.opened_in_seconds, 3),
+        self.log.info("task open", keys={name: len(store.store) for name, store in self.stores.items()},
+                      seconds=round(self.opened_in_seconds, 3),
                       resume={topic: offset for (topic, _), offset in resume.items()})
         return self
-
-    def _restore(self) -> None:
-        changelog = TopicPartition(self.settings.changelog_topic, self.partition)
-        assert self.consumer is not None
-        _low, committed_end = watermarks(self.consumer, changelog)
-        if self.disk is not None:  # the database is the snapshot: bring it up to Kafka's end
-            changelog_module.configure(self.settings.engine.changelog_record_warn_bytes)
-            self.restored_records, self.changelog_end = self.disk.restore(
-                self.settings, self.task_id, self.partition, committed_end)
-            recorded_positions = self.disk.meta(POSITIONS_KEY)
-            if recorded_positions is not None:
-                self.changelog_positions = decode_positions(recorded_positions)
-            return
-        start = 0
-        snapshot = self.snapshots.load(committed_end)
-        if snapshot is not None:
-            start = snapshot.changelog_offset
-            self.log.info("snapshot loaded", records=len(snapshot.records), changelog_offset=start,
-                          kafka_end=committed_end)
-        result = restore_accounts(self.settings, self.task_id, self.partition, start, self.accounts,
-                                  self.app.state_type, snapshot.records if snapshot is not None else None)
-        self.image = result.image
-        self.changelog_end = max(start, result.next_offset)
-        self.restored_records = result.records
-        recorded = result.meta.get(POSITIONS_KEY)
-        if recorded is not None:
-            self.changelog_positions = decode_positions(recorded)
 
     # -- processing ---------------------------------------------------------------------
 
@@ -329,10 +307,13 @@ class TaskRuntime:
         While the previous epoch's commit is still in flight (it runs on a commit thread),
         outputs wait in memory, so the worker never blocks on Kafka between epochs.
         """
-        assert self.processor is not None and self.producer is not None
+        assert self.processor is not None and self.producer is not None and self.context is not None
         if not records:
             return
-        outbound = self.processor.process(records)
+        outbound = self.processor.process(records) or []
+        sent = self.context.drain()
+        if sent:
+            outbound = outbound + sent if outbound else sent
         meter.records += len(records)
         self.processed += len(records)
         self._dirty = True
@@ -359,21 +340,11 @@ class TaskRuntime:
     def commit(self, wait: bool = False) -> None:
         """Commit this epoch's work as one transaction (at each Bytewax epoch close).
 
-        1. wait for the previous epoch's commit; send the outputs that waited for it;
-        2. changelog: one record per account changed since the last commit, encoded now, and
-           the task's input positions (so a restore knows them whatever the group keeps);
-        3. offsets: the next offset of every input partition the task owns, read or not;
-        4. the task's changelog image (latest value per key) updated with these records; if a
-           local snapshot is due, a copy of the image (the state as of this commit) for it;
-        5. on the commit thread (the worker goes on with the next epoch; its outputs wait):
-           the snapshot's label, the changelog's end read before this epoch's changelog
-           records are sent (a label never claims more than the snapshot holds, even with two
-           owners overlapping: restoring replays from it, idempotently); the changelog
-           records; `send_offsets_to_transaction` + `commit_transaction`, so outputs, changelog
-           and offsets become visible together or not at all; a failure is raised by the next
-           `process`/`commit`/`check` call, which stops the worker;
-        6. post-commit: the snapshot encoded and written on the commit thread (a cache; it may
-           be lost at any time).
+        Waits for the previous epoch's commit and sends the outputs that waited for it, then
+        prepares a `Checkpoint` (changelog records, input offsets, a snapshot's copy if due) and
+        hands it to a commit thread: the worker goes on with the next epoch (its outputs wait in
+        memory until this commit is back). A commit's failure is raised by the next
+        `process`/`commit`/`check` call, which stops the worker.
         """
         assert self.processor is not None and self.producer is not None and self.consumer is not None
         self._settle()
@@ -382,33 +353,26 @@ class TaskRuntime:
             self._pending = []
         if not self._dirty and not self.producer.in_transaction and not self.refresh_due():
             return
-        engine = self.settings.engine
-        changed = self.store.changed
-        if self.disk is not None:
-            self.disk.evict()  # the previous commit's records are in the database: settled above
-        records = changelog_records(self.accounts, changed) if changed else []
-        changed.clear()
-        if self.positions and self.records_positions:
-            records.append((POSITIONS_KEY, encode_positions(self.positions)))
-        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self.positions.items()]
-        snapshot = None
         self.epochs_since_snapshot += 1
-        label_due = self.epochs_since_snapshot >= engine.snapshot_every_epochs
-        if label_due:
+        snapshot_due = self.epochs_since_snapshot >= self.settings.engine.snapshot_every_epochs
+        if snapshot_due:
             self.epochs_since_snapshot = 0
-        if self.disk is None:
-            image = self.image
-            for key, value in records:
-                if value is None:
-                    image.pop(key, None)
-                else:
-                    image[key] = value
-            if label_due:
-                snapshot = dict(image)  # the state as of this commit; the commit thread encodes it
+        checkpoint = Checkpoint(self, snapshot_due)
         self._dirty = False
-        self._committing = _commit_pool.submit(self._commit_now, records, offsets, snapshot, label_due)
+        self._committing = _commit_pool.submit(checkpoint.commit)
         if wait:
             self._settle()
+
+    def committed(self, seconds: float) -> None:
+        """The checkpoint's transaction committed (on the commit thread), in `seconds`."""
+        self._last_commit = time.monotonic()
+        self._refresh_taken = False
+        meter.commits += 1
+        meter.commit_seconds += seconds
+        if not self.committed_once:
+            self.committed_once = True
+            self.log.info("first commit", seconds_since_open=round(time.perf_counter() - self.opened_at, 3),
+                          commit_ms=round(1000 * seconds, 1), records=self.processed)
 
     def offsets_for_transaction(self, offsets: list[TopicPartition]) -> list[TopicPartition]:
         """The input offsets this commit sends to its transaction: all of them (the chaos suite's
@@ -427,55 +391,16 @@ class TaskRuntime:
         self._refresh_taken = True
         return True
 
-    def _snapshot_label(self) -> int | None:
-        """The changelog's end now (before this epoch's changelog records), or None if Kafka does not
-        say within a few seconds: the snapshot is then skipped (a cache), never the commit delayed."""
-        assert self.consumer is not None
-        try:
-            return self.consumer.get_watermark_offsets(
-                TopicPartition(self.settings.changelog_topic, self.partition), timeout=5, cached=False)[1]
-        except KafkaException as error:
-            self.log.info("snapshot skipped: the changelog's end is unknown", error=str(error))
-            return None
-
-    def _commit_now(self, records: list[tuple[bytes, bytes | None]], offsets: list[TopicPartition],
-                    snapshot: dict[bytes, bytes] | None, label_due: bool = False) -> None:
-        assert self.producer is not None
-        wants_label = snapshot is not None or (self.disk is not None and label_due)
-        snapshot_label = self._snapshot_label() if wants_label else None
-        if records:
-            self.producer.send_to_partition(self.settings.changelog_topic, self.partition, records)
-        faults.maybe_die("before_commit")
-        started = time.perf_counter()
-        self.producer.commit(self.offsets_for_transaction(offsets))
-        self._last_commit = time.monotonic()
-        self._refresh_taken = False
-        meter.commits += 1
-        meter.commit_seconds += time.perf_counter() - started
-        if not self.committed_once:
-            self.committed_once = True
-            self.log.info("first commit", seconds_since_open=round(time.perf_counter() - self.opened_at, 3),
-                          commit_ms=round(1000 * (time.perf_counter() - started), 1), records=self.processed)
-        faults.maybe_die("after_commit")
-        if self.disk is not None:  # committed: the database may hold it now (its label, if one was read)
-            self.disk.commit(records, snapshot_label)
-        if snapshot is not None and snapshot_label is not None:
-            try:
-                self.snapshots.save(snapshot, snapshot_label)
-                self.changelog_end = snapshot_label
-            except OSError as error:  # only a cache: the next restore replays more of the changelog
-                self.log.warning("snapshot not written", error=str(error), changelog_offset=snapshot_label)
-        self._purge_consumed_credits(offsets)
-
-    def _purge_consumed_credits(self, offsets: list[TopicPartition]) -> None:
-        """Delete the credits this task has committed as consumed (the topic keeps them until then)."""
-        if (self.topology is None
+    def purge_internal(self, offsets: list[TopicPartition]) -> None:
+        """Delete the records of internal topics (a repartition: the credits) this task has committed
+        as consumed, now and then: the topics keep them until then."""
+        if (self.topology is None or not self._internal
                 or time.monotonic() - self._last_purge < self.settings.engine.credits_purge_interval_ms / 1000):
             return
         self._last_purge = time.monotonic()
-        credits = [tp for tp in offsets if tp.topic == self.settings.credits_topic and tp.offset > 0]
-        if credits:
-            self.topology.delete_consumed(credits, self.log)
+        consumed = [tp for tp in offsets if tp.topic in self._internal and tp.offset > 0]
+        if consumed:
+            self.topology.delete_consumed(consumed, self.log)
 
     def _settle(self) -> None:
         """Wait for the in-flight commit, re-raising its failure.
@@ -521,8 +446,8 @@ class TaskRuntime:
             self.producer.close()
         if self.consumer is not None:
             self.consumer.close()
-        if self.disk is not None:
-            self.disk.close()
+        for store in self.stores.values():
+            store.close()
         self.log.info("task closed", committed=committed, records=self.processed)
         return committed
 
@@ -539,12 +464,12 @@ class TaskRegistry:
     in parallel threads (fencing costs ~0.5 s each; librdkafka releases the GIL).
     """
 
-    def __init__(self, settings: Settings, app: Application, table: Mapping[str, Any] | None = None,
+    def __init__(self, settings: Settings, app: Application, tables: Mapping[str, Mapping[str, Any]] | None = None,
                  runtime: type[TaskRuntime] = TaskRuntime) -> None:
         self.settings = settings
         self.app = app
         self.runtime = runtime
-        self._table = table
+        self._tables = tables
         self._pool = ThreadPoolExecutor(max_workers=settings.kafka.partitions, thread_name_prefix="open-task")
         self._opening: dict[str, Future[TaskRuntime]] = {}
         self._topology: Topology | None = None
@@ -553,21 +478,21 @@ class TaskRegistry:
     def topology(self) -> Topology:
         """The checked topics (partition counts, the changelog's id); checked once per process."""
         if self._topology is None:
-            self._topology = check_topology(self.settings)
+            self._topology = check_topology(self.settings, self.app)
         return self._topology
 
-    def table(self) -> Mapping[str, Any]:
-        """The application's global table, loaded once per process before its first task opens."""
-        if self._table is None:
-            self._table = self.app.table_of(self.settings)
-        return self._table
+    def tables(self) -> Mapping[str, Mapping[str, Any]]:
+        """The application's global tables, loaded once per process before its first task opens."""
+        if self._tables is None:
+            self._tables = self.app.load_tables(self.settings)
+        return self._tables
 
     def opening(self, task_id: str) -> Future[TaskRuntime]:
         """Start opening `task_id` (once per process) and return its future."""
         if task_id not in self._opening:
-            table = self.table()
+            tables = self.tables()
             topology = self.topology()
-            task = self.runtime(self.settings, task_id, table, topology, app=self.app)
+            task = self.runtime(self.settings, task_id, tables, topology, app=self.app)
             self._opening[task_id] = self._pool.submit(task.open)
         return self._opening[task_id]
 

@@ -1,17 +1,17 @@
 """The payment engine as an application of the exactly-once runtime:
 `python -m bytewax.run flows.payments:flow -s 1` (`-s`: the epoch length in seconds).
 
-Wiring only: the application's processor (the domain core, `operators.task`, over the task's
-store of accounts), its stored value type and its global table (the customers). Each task (a
-partition of `payments` and its credits) commits outputs, changelog and offsets in one Kafka
-transaction per epoch (`connectors.dataflow`). Decoding, the DLQ branch, the customer-table
+Wiring only: the application's topology (its inputs, the internal credits topic it
+repartitions transfers through, its outputs, its store of accounts and its global table of
+customers) and its processor (the domain core, `operators.task`). Each task (partition p of
+`payments` and of the credits) commits outputs, changelog and offsets in one Kafka transaction
+per epoch (`connectors.dataflow`). Decoding, the DLQ branch, the customer-table
 join and the per-account logic all run inside the task, because every one of their outputs
 must be in that one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from bytewax.dataflow import Dataflow
@@ -19,28 +19,36 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from connectors import dataflow
-from connectors.application import Application
+from connectors.application import Application, StoreSpec
+from connectors.context import Context
+from operators.account_codec import ACCOUNT_CODEC
 from operators.accounts import AccountState
 from operators.task import TaskProcessor
 from paystream import logs
 from paystream import settings as settings_module
 from paystream.settings import Settings
-from paystream.wire import CustomerStatus
 from state.customers import global_table
-from state.store import Store
 
 if TYPE_CHECKING:
     from connectors.bytewax_io import TaskBatch
 
 
-def payment_processor(settings: Settings, customers: Mapping[str, CustomerStatus],
-                      store: Store[AccountState]) -> TaskProcessor:
+def payment_processor(context: Context) -> TaskProcessor:
     """The domain core of one task over its store of accounts (changed in place, marked in the store)."""
-    return TaskProcessor(settings, customers, store.data, store.changed)
+    accounts = context.store("accounts")
+    return TaskProcessor(context.settings, context.table("customers"), accounts.data, accounts.changed)
 
 
-# accounts as stored values, the customer table followed from `customer-status`
-PAYMENTS = Application("payments", processor=payment_processor, state_type=AccountState, table=global_table)
+PAYMENTS = Application(
+    "payments",
+    processor=payment_processor,
+    inputs=("payments", "credits"),
+    internal=("credits",),  # a transfer's credit, to the task of its recipient
+    outputs=("decisions", "ledger", "balances", "alerts", "completed"),
+    dead_letters="dlq",
+    stores=(StoreSpec("accounts", AccountState, ACCOUNT_CODEC),),  # large accounts paged (operators.account_codec)
+    tables={"customers": global_table},  # followed from `customer-status`
+)
 
 
 def build_flow(settings: Settings, io: tuple[Source[TaskBatch], Sink[TaskBatch]] | None = None) -> Dataflow:

@@ -7,26 +7,24 @@ snapshots as the payment engine, so the benchmark measures paystream's exactly-o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from bytewax.dataflow import Dataflow
 
-from connectors.application import Application
+from connectors.application import Application, StoreSpec
+from connectors.context import Context
 from connectors.dataflow import build_flow
 from operators.simple import SimplePaymentsProcessor
 from paystream import logs
 from paystream import settings as settings_module
-from paystream.settings import Settings
-from state.store import Store
 
 
-def simple_processor(settings: Settings, table: Mapping[str, Any], store: Store[int]) -> SimplePaymentsProcessor:
+def simple_processor(context: Context) -> SimplePaymentsProcessor:
     """The one-rule workload over a task's store of balances."""
-    return SimplePaymentsProcessor(settings, table, store.data, store.changed)
+    balances = context.store("accounts")
+    return SimplePaymentsProcessor(context.settings, {}, balances.data, balances.changed)
 
 
-SIMPLE = Application("simple", processor=simple_processor, state_type=int)
+SIMPLE = Application("simple", processor=simple_processor, inputs=("payments",),
+                     outputs=("decisions", "balances"), stores=(StoreSpec("accounts", int),))
 
 
 def __getattr__(name: str) -> Dataflow:

@@ -19,8 +19,8 @@ count is two binary searches and one subtraction.
 
 A large account does not fit one changelog record: when its record would pass a size bound,
 the commit seals its older entries into numbered pages (`Spill`), each one record of its own
-(see state/changelog.py). The rules see one account either way: every lookup here also looks
-in the sealed pages, and every change to a sealed page marks it dirty for the next commit.
+(see operators/account_codec.py). The rules see one account either way: every lookup here also
+looks in the sealed pages, and every change to a sealed page marks it dirty for the next commit.
 
 >>> account = AccountState()
 >>> remember_payment(account, "p1", 1_000, horizon_ms=80)

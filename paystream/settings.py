@@ -151,8 +151,8 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     credits_purge_interval_ms: int = 60_000
     # SIGTERM/SIGINT: stop reading, commit the open epoch, close the clients, exit 0 within this
     shutdown_timeout_ms: int = 20_000
-    # a changelog record above this many bytes is logged and counted (state/changelog.py); by
-    # design none passes 256 KiB: a large account's record is split into pages
+    # a changelog record above this many bytes is logged and counted (state/codec.py); by
+    # design none passes 256 KiB: a large account's record is split into pages (operators/account_codec.py)
     changelog_record_warn_bytes: int = 64 * 1024
 
 

@@ -1,11 +1,13 @@
 """A task's store on local disk (RocksDB, through `rocksdict`), for state larger than memory.
 
 `engine.store = "disk"`. The database holds the task's changelog compacted: the latest record of
-every key, the same bytes the changelog partition holds (account records, a large account's
-pages, the task's input positions), and the changelog offset it reflects (`label`). The store's
-`data` is a cache of decoded values: a value not in it is read from the database and decoded
-when the processor first asks for it; values are evicted once the cache holds more than
-`engine.store_cache_keys` (never a value changed in the epoch being committed).
+every key, the same bytes the changelog partition holds (the records the store's codec wrote,
+e.g. account records and a large account's pages, and the task's input positions), and the
+changelog offset it reflects (`label`). The store's `data` is a cache of decoded values: a value
+not in it is read from the database (its record and the records it needs with it, the codec's
+`companions`) and decoded when the processor first asks for it; values are evicted once the
+cache holds more than `engine.store_cache_keys` (never a value changed in the epoch being
+committed).
 
 The database is written only after a transaction committed (`commit`, on the commit thread,
 one atomic write batch per commit), so it never holds what Kafka does not. Its label is the
@@ -33,11 +35,11 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from paystream import logs
 from paystream.settings import Settings
-from state.changelog import META_PREFIX, PAGE_SEPARATOR, apply_records
+from state.codec import META_PREFIX, Codec
 from state.restore import read_partition_to_end
 from state.store import Store
 
-# 1: the changelog's latest records as values (`state.changelog` format), the label below
+# 1: the changelog's latest records as values (as the store's codec wrote them), the label below
 FORMAT_VERSION: Final = 1
 _LABEL = META_PREFIX + b"\x01store.label"
 _LABEL_TIME = META_PREFIX + b"\x01store.label-time"  # wall-clock ms when the label was written
@@ -86,8 +88,8 @@ class DiskStore(Store[Any]):
     __slots__ = ("path", "identity", "cache_keys", "max_age_ms", "_cache", "_db", "_options", "_log", "label")
 
     def __init__(self, name: str, value_type: type, path: str | Path, identity: str = "",
-                 cache_keys: int = 100_000, max_age_ms: int | None = None) -> None:
-        super().__init__(name, value_type)
+                 cache_keys: int = 100_000, max_age_ms: int | None = None, codec: Codec | None = None) -> None:
+        super().__init__(name, value_type, codec=codec)
         self._cache = _Cache(self._load)
         self.data = self._cache
         self.path = Path(path)
@@ -115,22 +117,24 @@ class DiskStore(Store[Any]):
     # -- reading ------------------------------------------------------------------------------
 
     def _load(self, key: str) -> Any:
-        """The value of `key` from the database (None if it has none), a large account's pages included."""
+        """The value of `key` from the database (None if it has none), decoded with the records the
+        codec needs with its own (its `companions`, e.g. a large account's pages)."""
         raw = key.encode()
         value = self._db.get(raw)
         if value is None:
             return None
+        codec = self.codec
         latest: dict[bytes, bytes | None] = {raw: value}
         decoded: dict[str, Any] = {}
-        apply_records(latest, decoded, self.value_type)
-        if getattr(decoded[key], "spill", None) is not None:  # a large account: its sealed pages too
-            latest.update(self._pages(raw))
+        codec.apply(latest, decoded)
+        prefix = codec.companions(raw, decoded[key])
+        if prefix is not None:
+            latest.update(self._scan(prefix))
             decoded = {}
-            apply_records(latest, decoded, self.value_type)
+            codec.apply(latest, decoded)
         return decoded[key]
 
-    def _pages(self, raw: bytes) -> Iterable[tuple[bytes, bytes]]:
-        prefix = raw + PAGE_SEPARATOR
+    def _scan(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
         cursor = self._db.iter()
         cursor.seek(prefix)
         while cursor.valid() and cursor.key().startswith(prefix):
@@ -150,11 +154,12 @@ class DiskStore(Store[Any]):
     def contents(self) -> dict[str, Any]:
         """Every key and value: the database's, with the cache's changes on top (a scan: for tests)."""
         found: dict[str, Any] = {}
+        owner = self.codec.owner
         cursor = self._db.iter()
         cursor.seek_to_first()
         while cursor.valid():
             key = cursor.key()
-            if not key.startswith(META_PREFIX) and PAGE_SEPARATOR not in key:
+            if not key.startswith(META_PREFIX) and owner(key) == key:  # a value's own record
                 name = key.decode()
                 found[name] = dict.get(self.data, name) or self._load(name)
             cursor.next()
@@ -193,8 +198,10 @@ class DiskStore(Store[Any]):
 
     # -- restoring ----------------------------------------------------------------------------
 
-    def restore(self, settings: Settings, task_id: str, partition: int, committed_end: int) -> tuple[int, int]:
-        """Bring the database up to Kafka's committed changelog: `(records read, next offset)`."""
+    def restore(self, settings: Settings, topic: str, task_id: str, partition: int,
+                committed_end: int) -> tuple[int, int]:
+        """Bring the database up to Kafka's committed changelog (partition `partition` of `topic`):
+        `(records read, next offset)`."""
         started = time.perf_counter()
         label = self.trusted_label(committed_end, int(time.time() * 1000))
         read = 0
@@ -204,7 +211,7 @@ class DiskStore(Store[Any]):
             self.commit([(message.key(), message.value()) for message in batch], None)
             read += len(batch)
 
-        next_offset = read_partition_to_end(settings, settings.changelog_topic, partition, label, write)
+        next_offset = read_partition_to_end(settings, topic, partition, label, write)
         self.commit([], max(label, next_offset))
         seconds = time.perf_counter() - started
         self._log.info("restored", task=task_id, records=read, from_offset=label, next_offset=next_offset,

@@ -1,11 +1,11 @@
-"""Restoring a task's accounts from its changelog partition (like Kafka's `StoreChangelogReader`).
+"""Restoring a task's store from its changelog partition (like Kafka's `StoreChangelogReader`).
 
 Reads partition p of the changelog `read_committed` from `start_offset` to its end (the end is
 known by the partition-EOF event, which a `read_committed` fetch reports at the last stable
 offset, so aborted tails and control markers are handled), latest record per key wins, on top
-of a snapshot's records if there is one; the records are folded into the accounts by
-`state.changelog.apply_records` (format versions checked, a large account's pages put back
-together). Progress and speed (keys/s) go to the log.
+of a snapshot's records if there is one; the records are folded into the store's values by its
+codec (`state.codec.Codec.apply`: format versions checked, a value written as several records
+put back together). Progress and speed (keys/s) go to the log.
 """
 
 from __future__ import annotations
@@ -18,19 +18,18 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from operators.accounts import AccountState
 from paystream import clients, logs
 from paystream.settings import Settings
-from state import changelog
+from state.codec import META_PREFIX, Codec, configure
 
-# Changelog keys starting with these bytes are the task's own records (e.g. its input
-# positions), never an account: account ids are valid UTF-8, which never holds 0xFF.
-META_PREFIX = changelog.META_PREFIX
+# Changelog keys starting with `META_PREFIX` are the task's own records (e.g. its input
+# positions), never a store's: a store's keys are valid UTF-8, which never holds 0xFF.
+__all__ = ["META_PREFIX", "RestoreResult", "read_partition_to_end", "restore_store", "watermarks"]
 
 
 class RestoreResult(msgspec.Struct, frozen=True):
     records: int
-    accounts: int
+    accounts: int  # values (keys) the store holds once restored
     next_offset: int
     seconds: float
     meta: dict[bytes, bytes] = {}  # the latest value of each `META_PREFIX` key
@@ -91,18 +90,19 @@ def read_partition_to_end(
         consumer.close()
 
 
-def restore_accounts(
-    settings: Settings, task_id: str, partition: int, start_offset: int, accounts: dict[str, Any],
-    state_type: type = AccountState, snapshot: dict[bytes, bytes] | None = None,
+def restore_store(
+    settings: Settings, topic: str, task_id: str, partition: int, start_offset: int, data: dict[str, Any],
+    codec: Codec, snapshot: dict[bytes, bytes] | None = None,
 ) -> RestoreResult:
-    """Fold the changelog tail from `start_offset` (on top of a `snapshot`'s records) into `accounts`."""
+    """Fold the tail of changelog `topic`'s partition from `start_offset` (on top of a `snapshot`'s
+    records) into a store's values `data`, decoded by the store's `codec`."""
     log = logs.get("restore", task=task_id)
-    changelog.configure(settings.engine.changelog_record_warn_bytes)  # the alarm of the records it writes next
+    configure(settings.engine.changelog_record_warn_bytes)  # the alarm of the records it writes next
     started = time.perf_counter()
     seen = 0
     last_report = started
     # An uncompacted changelog holds one record per account per commit that changed it:
-    # keep only the latest raw value per key while reading, and decode each account once.
+    # keep only the latest raw value per key while reading, and decode each value once.
     latest: dict[bytes, bytes | None] = dict(snapshot) if snapshot else {}
 
     def fold(batch: list[Message]) -> None:
@@ -115,14 +115,14 @@ def restore_accounts(
             log.info("restoring", records=seen, keys_per_s=int(seen / (now - started)))
             last_report = now
 
-    next_offset = read_partition_to_end(settings, settings.changelog_topic, partition, start_offset, fold)
+    next_offset = read_partition_to_end(settings, topic, partition, start_offset, fold)
     image = {key: value for key, value in latest.items() if value is not None}
     meta = {key: image[key] for key in image if key.startswith(META_PREFIX)}
     for key in meta:
         del latest[key]
-    changelog.apply_records(latest, accounts, state_type)  # one C call decodes 50,000 accounts at a time
+    codec.apply(latest, data)  # in bulk: one C call decodes 50,000 values at a time
     seconds = time.perf_counter() - started
-    result = RestoreResult(seen, len(accounts), next_offset, seconds, meta, image)
-    log.info("restored", records=seen, accounts=len(accounts), from_offset=start_offset,
+    result = RestoreResult(seen, len(data), next_offset, seconds, meta, image)
+    log.info("restored", records=seen, accounts=len(data), from_offset=start_offset,
              next_offset=next_offset, seconds=round(seconds, 3), keys_per_s=int(result.keys_per_second))
     return result

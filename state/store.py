@@ -1,11 +1,12 @@
 """A task's key-value store: its values in memory, and the keys changed since the last commit.
 
-Each task of an application owns one store (key: `str`, value: the application's msgspec
-`state_type`). The processor reads and changes values through it; the store remembers which
-keys changed (`changed`), and at each commit the runtime writes exactly those keys to the
-task's changelog partition (`state.changelog`), in the same transaction as the outputs and
-input offsets, then clears the set. Restore fills `data` from the changelog (and a local
-snapshot) before the processor sees the store.
+Each task of an application owns its stores (key: `str`, value: the store's `value_type`).
+The processor reads and changes values through it; the store remembers which keys changed
+(`changed`), and at each commit the runtime writes exactly those keys to the task's changelog
+partition, encoded by the store's `codec` (`state.codec`; by default `StructCodec`, one
+versioned msgpack record per value), in the same transaction as the outputs and input
+offsets, then clears the set. Restore fills `data` from the changelog (and a local snapshot),
+decoded by the same codec, before the processor sees the store.
 
 A value may be changed in place (the hot path of the payment engine does): then `touch(key)`
 marks it, as `put` and `delete` do.
@@ -22,18 +23,25 @@ from __future__ import annotations
 from collections.abc import ItemsView
 from typing import Generic, TypeVar, overload
 
+from state.codec import Codec, StructCodec
+
 V = TypeVar("V")
 D = TypeVar("D")
 
 
 class Store(Generic[V]):
-    """The values of one task, by key, and the keys changed since the last commit."""
+    """The values of one task, by key, and the keys changed since the last commit.
 
-    __slots__ = ("name", "value_type", "data", "changed")
+    `codec`: how the values go to the changelog and come back (default: `StructCodec(value_type)`).
+    """
 
-    def __init__(self, name: str, value_type: type[V], data: dict[str, V] | None = None) -> None:
+    __slots__ = ("name", "value_type", "codec", "data", "changed")
+
+    def __init__(self, name: str, value_type: type[V], data: dict[str, V] | None = None,
+                 codec: Codec | None = None) -> None:
         self.name = name
         self.value_type = value_type
+        self.codec: Codec = StructCodec(value_type) if codec is None else codec
         self.data: dict[str, V] = {} if data is None else data  # the values (hot paths may read it directly)
         self.changed: set[str] = set()  # keys to write at the next commit (a deleted key: a tombstone)
 

@@ -22,6 +22,8 @@ from paystream.settings import DAY_MS, Settings
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
+    from connectors.application import Application
+
 RETENTION_MS = 7 * DAY_MS
 UNTIL_CONSUMED = -1
 WAIT_S = 30.0
@@ -62,15 +64,55 @@ class TopicInfo:
     retention_ms: int
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic paystream needs, public ones first, then the internal credits and changelog topics."""
+def topic_specs(settings: Settings, app: Application | None = None) -> list[TopicSpec]:
+    """Every topic an application needs (default: the payment engine), public ones first, then its
+    internal (repartition) and changelog topics."""
+    if app is None:
+        from flows.payments import PAYMENTS
+
+        app = PAYMENTS
     topics = settings.topics
     partitions = settings.kafka.partitions
-    compacted = {topics.customers, topics.balances, settings.changelog_topic}
-    names = [topics.payments, topics.customers, *topics.outputs(), settings.credits_topic, settings.changelog_topic]
-    return [TopicSpec(name, partitions, name in compacted,
-                      UNTIL_CONSUMED if name == settings.credits_topic else RETENTION_MS)
-            for name in names]
+    internal = set(app.internal_topics(settings))
+    changelogs = app.changelog_topics(settings)
+    compacted = {topics.customers, topics.balances, *changelogs}
+    public = [topic for topic in app.input_topics(settings) if topic not in internal]
+    if app.tables:  # the global tables' topic (the payment engine's customers)
+        public.append(topics.customers)
+    names = list(dict.fromkeys([*public, *app.output_topics(settings), *internal, *changelogs]))
+    internal_last = [name for name in names if name not in internal and name not in changelogs] + [
+        name for name in names if name in internal or name in changelogs]
+    return [TopicSpec(name, partitions, name in compacted, UNTIL_CONSUMED if name in internal else RETENTION_MS)
+            for name in internal_last]
+
+
+def load_application(reference: str) -> Application:
+    """The `Application` named by `module:ATTRIBUTE` or `path/to/file.py:ATTRIBUTE`.
+
+    >>> load_application("flows.simple:SIMPLE").name
+    'simple'
+    """
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    from connectors.application import Application
+
+    where, _, attribute = reference.rpartition(":")
+    if not where or not attribute:
+        raise ValueError(f"--app {reference!r}: expected module:ATTRIBUTE or path/to/file.py:ATTRIBUTE")
+    if where.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"--app {reference!r}: cannot load {where}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    found = getattr(module, attribute, None)
+    if not isinstance(found, Application):
+        raise ValueError(f"--app {reference!r}: {attribute} in {where} is not an Application")
+    return found
 
 
 def _admin(settings: Settings) -> AdminClient:
@@ -86,7 +128,7 @@ def broker_count(settings: Settings) -> int:
     return len(_admin(settings).list_topics(timeout=10).brokers)
 
 
-def create_topics(settings: Settings, brokers: int | None = None) -> list[str]:
+def create_topics(settings: Settings, brokers: int | None = None, app: Application | None = None) -> list[str]:
     """Create every missing topic, check existing ones' partition counts, and wait for all leaders.
 
     Re-running is harmless. Returns the names of all of paystream's topics.
@@ -97,7 +139,7 @@ def create_topics(settings: Settings, brokers: int | None = None) -> list[str]:
     admin = _admin(settings)
     metadata = admin.list_topics(timeout=10)
     brokers = brokers or len(metadata.brokers)
-    specs = topic_specs(settings)
+    specs = topic_specs(settings, app)
     for spec in specs:
         existing = metadata.topics.get(spec.name)
         if existing is not None and existing.error is None and len(existing.partitions) != spec.partitions:

@@ -1,32 +1,29 @@
 """An exactly-once application on the paystream engine, written only against its public API:
 each account's card spend per hour of event time (tumbling windows), to its own topic.
 
-    python -m bytewax.run docs/examples/hourly_spend.py:flow     (after `paystream topics create`
-    and creating the `hourly-spend` topic with the same partition count)
+    python -m bytewax.run docs/examples/hourly_spend.py:flow     (after `paystream topics create
+    --app docs/examples/hourly_spend.py:HOURLY_SPEND`)
 
 It reads the `authorize` commands of `payments`; a window closes when the account's first
 command of a later hour arrives, and its total is written to `hourly-spend` in the same Kafka
 transaction as the store change and the input offsets: after any crash, each window is written
-exactly once. See docs/ENGINE.md.
+exactly once. A command that does not decode goes to the dead-letter topic, in the same
+transaction. See docs/ENGINE.md.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 from bytewax.dataflow import Dataflow
 
-from connectors.application import Application
+from connectors.application import Application, StoreSpec
+from connectors.context import Context
 from connectors.dataflow import build_flow
 from paystream import settings as settings_module
-from paystream.records import InboundRecord, OutboundRecord
-from paystream.settings import Settings
-from state.store import Store
+from paystream.records import InboundRecord
 
-TOPIC = "hourly-spend"
 HOUR_MS = 3_600_000
 
 
@@ -59,38 +56,38 @@ _encode = msgspec.json.Encoder().encode
 class HourlySpendProcessor:
     """One task's accounts: adds each authorization to its hour, emits an hour once it is over."""
 
-    def __init__(self, settings: Settings, table: Mapping[str, Any], store: Store[Window]) -> None:
-        self.store = store
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.windows = context.store("windows")
         self.counts: Counter[tuple[str, ...]] = Counter()
 
-    def process(self, records: list[InboundRecord]) -> list[OutboundRecord]:
-        out: list[OutboundRecord] = []
+    def process(self, records: list[InboundRecord]) -> None:
         for record in records:
             try:
                 command = _decode(record.value() or b"")
-            except msgspec.DecodeError:
-                self.counts[("skipped",)] += 1  # the payment engine dead-letters it; here it only counts
+            except msgspec.DecodeError as error:
+                self.context.dead_letter(record, "malformed", str(error))  # with the batch's other outputs
                 continue
             if command.type != "authorize":
                 continue
             start = command.ts - command.ts % HOUR_MS
-            window = self.store.get(command.account)
+            window = self.windows.get(command.account)
             if window is None:
                 window = Window(start)
             elif start > window.start:  # a later hour: the open one is over
                 summary = HourlySpend(command.account, window.start, window.total, window.count)
-                out.append((TOPIC, command.account.encode(), _encode(summary), None))
+                self.context.send("hourly-spend", command.account.encode(), _encode(summary))
                 window = Window(start)
             elif start < window.start:  # late for an hour already written: not counted
                 self.counts[("late",)] += 1
                 continue
             window.total += command.amount
             window.count += 1
-            self.store.put(command.account, window)
-        return out
+            self.windows.put(command.account, window)
 
 
-HOURLY_SPEND = Application("hourly-spend", processor=HourlySpendProcessor, state_type=Window)
+HOURLY_SPEND = Application("hourly-spend", processor=HourlySpendProcessor, inputs=("payments",),
+                           outputs=("hourly-spend",), stores=(StoreSpec("windows", Window),))
 
 
 def __getattr__(name: str) -> Dataflow:

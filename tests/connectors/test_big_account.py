@@ -18,11 +18,11 @@ from confluent_kafka import Producer
 
 from connectors.tasks import TaskRuntime, task_id_of
 from flows.payments import PAYMENTS
+from operators.account_codec import MAX_RECORD_BYTES, PAGE_SEPARATOR
 from paystream import clients
 from paystream.settings import Settings
-from state.changelog import MAX_RECORD_BYTES, PAGE_SEPARATOR
 from tests.connectors.test_recovery import read_committed
-from tests.state.test_changelog import BIG_CUSTOMERS, busy_account
+from tests.operators.test_account_codec import BIG_CUSTOMERS, busy_account
 
 COMMANDS = 100_000
 
@@ -73,7 +73,7 @@ def test_a_busy_account_commits_bounded_records_and_restores(make_settings: Any)
     start_ts = int(time.time() * 1000) - 4 * 86_400_000  # ~3 days of commands, ending about a day ago
     total = produce_commands(settings, start_ts)
 
-    task = TaskRuntime(settings, task_id_of(settings, 0), BIG_CUSTOMERS, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": BIG_CUSTOMERS}, app=PAYMENTS).open()
     run_epochs(task, total)
     account = task.accounts["M"]
     assert account.spill is not None and len(account.spill.sealed_ids) > 50_000  # the horizon holds them all
@@ -83,9 +83,9 @@ def test_a_busy_account_commits_bounded_records_and_restores(make_settings: Any)
     assert max(sizes) <= MAX_RECORD_BYTES
     assert sum(1 for message in changelog if PAGE_SEPARATOR in message.key()) > 10  # the account's pages
 
-    with_snapshot = TaskRuntime(settings, task_id_of(settings, 0), BIG_CUSTOMERS, app=PAYMENTS).open()
+    with_snapshot = TaskRuntime(settings, task_id_of(settings, 0), {"customers": BIG_CUSTOMERS}, app=PAYMENTS).open()
     assert with_snapshot.accounts == task.accounts
     shutil.rmtree(settings.engine.snapshot_dir)  # a full restore from the changelog alone
-    from_changelog = TaskRuntime(settings, task_id_of(settings, 0), BIG_CUSTOMERS, app=PAYMENTS).open()
+    from_changelog = TaskRuntime(settings, task_id_of(settings, 0), {"customers": BIG_CUSTOMERS}, app=PAYMENTS).open()
     assert from_changelog.accounts == task.accounts
     assert from_changelog.changelog_end >= len(changelog)

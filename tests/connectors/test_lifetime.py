@@ -209,7 +209,7 @@ def test_a_group_offset_ahead_of_the_state_refuses_to_start(make_settings: Any) 
     from paystream.partitioning import partition_for
 
     partition = partition_for(b"A", 2)
-    task = TaskRuntime(settings, task_id_of(settings, partition), {}, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, partition), {"customers": {}}, app=PAYMENTS).open()
     drain(task)
     task.commit(wait=True)
     task.close()
@@ -219,7 +219,7 @@ def test_a_group_offset_ahead_of_the_state_refuses_to_start(make_settings: Any) 
     consumer.close()
 
     try:
-        TaskRuntime(settings, task_id_of(settings, partition), {}, app=PAYMENTS).open()
+        TaskRuntime(settings, task_id_of(settings, partition), {"customers": {}}, app=PAYMENTS).open()
     except TaskStateError as error:
         assert "ahead of the position 5" in str(error)
     else:
@@ -261,7 +261,7 @@ def test_credits_are_kept_until_consumed_and_a_deleted_position_is_an_error_not_
     probe.close()
     for future in admin.delete_records([TopicPartition(settings.topics.payments, partition, end)]).values():
         future.result()
-    task = TaskRuntime(settings, task_id_of(settings, partition), {}, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, partition), {"customers": {}}, app=PAYMENTS).open()
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
@@ -280,14 +280,14 @@ def test_a_partition_count_that_differs_from_the_settings_stops_the_engine_with_
     from connectors.topology import TopologyError, check_topology
 
     settings = task_settings(make_settings)
-    assert check_topology(settings).changelog_id
+    assert check_topology(settings, PAYMENTS).topic_ids[settings.changelog_topic]
     admin = AdminClient(clients.admin_config(settings))
     for future in admin.create_partitions([NewPartitions(settings.credits_topic, 3)]).values():
         future.result()
     deadline = time.monotonic() + 30  # until the brokers' metadata shows the new partition
     while True:
         try:
-            check_topology(settings)
+            check_topology(settings, PAYMENTS)
         except TopologyError as error:
             assert f"topic {settings.credits_topic} has 3 partitions but kafka.partitions is 2" in str(error)
             return
@@ -363,7 +363,7 @@ def opened_with_work(settings: Settings, payments: int = 20) -> Any:
     now = int(time.time() * 1000)
     produce(settings, [({"type": "deposit", "payment_id": f"d{n}", "account": "A", "amount": 5, "ts": now}, None)
                        for n in range(payments)])
-    task = TaskRuntime(settings, task_id_of(settings, 0), {}, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": {}}, app=PAYMENTS).open()
     assert drain(task) == payments
     return task
 
@@ -385,7 +385,7 @@ def test_a_snapshot_is_labelled_with_the_changelog_end_read_before_its_commit(ma
     probe.close()
     labels = [int(path.name.split(".")[-2]) for path in task.snapshots.directory.glob("*.snapshot")]
     assert labels == [before] and before < after
-    restored = TaskRuntime(settings, task_id_of(settings, 0), {}, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": {}}, app=PAYMENTS).open()
     assert restored.accounts == task.accounts
 
 
@@ -399,5 +399,5 @@ def test_a_failed_snapshot_write_is_logged_and_skipped(make_settings: Any, tmp_p
     settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1, "snapshot_dir": str(blocker / "snaps")})
     task = opened_with_work(settings)
     task.commit(wait=True)  # commits; the snapshot cannot be written
-    restored = TaskRuntime(settings, task_id_of(settings, 0), {}, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": {}}, app=PAYMENTS).open()
     assert restored.accounts == task.accounts and restored.accounts["A"].seq == 20  # every command decided once

@@ -109,14 +109,14 @@ def loaded(make_settings: Any, request: pytest.FixtureRequest) -> tuple[Settings
 
 def test_clean_restart_resumes_from_committed_offsets_with_identical_state(loaded: Any) -> None:
     settings, table = loaded
-    task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert drain(task) == payment_records_of(settings, 0)
     task.commit(wait=True)
     while drain(task, first_record_within=2.0):  # the transfers' credits, visible once committed
         task.commit(wait=True)
     before = snapshot_of(task.store.contents())
 
-    again = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    again = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert snapshot_of(again.store.contents()) == before
     assert drain(again, first_record_within=3.0) == 0  # nothing is read twice
     assert max(decisions_by_payment(settings).values()) == 1
@@ -124,11 +124,12 @@ def test_clean_restart_resumes_from_committed_offsets_with_identical_state(loade
 
 def test_crash_before_commit_leaves_nothing_visible_and_the_epoch_is_redone(loaded: Any) -> None:
     settings, table = loaded
-    first = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    first = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     drain(first)  # outputs sent inside an open transaction, never committed: the "kill -9"
     assert first.producer is not None and first.producer.in_transaction
 
-    second = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()  # fences and aborts
+    # the second owner fences the first and aborts its transaction
+    second = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert second.store.contents() == {}
     assert decisions_by_payment(settings) == {}  # the aborted outputs are invisible
     drain(second)
@@ -141,19 +142,19 @@ def test_crash_before_commit_leaves_nothing_visible_and_the_epoch_is_redone(load
 
 def test_crash_after_kafka_commit_before_local_snapshot_restores_from_changelog(loaded: Any) -> None:
     settings, table = loaded
-    task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     drain(task)
     task.commit(wait=True)  # committed in Kafka; snapshot_every_epochs is huge, so no local snapshot exists
     assert not list(task.snapshots.directory.glob("*.snapshot")) if task.snapshots.directory.exists() else True
 
-    restored = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert snapshot_of(restored.store.contents()) == snapshot_of(task.store.contents())
 
 
 def test_a_local_snapshot_plus_the_changelog_tail_equals_a_full_restore(make_settings: Any) -> None:
     settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1})
     table = produce_traffic_records(settings, accounts=100, payments=1500)
-    task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     records = []
     while len(records) < 1000:
         records += task.poll(1000)
@@ -164,7 +165,7 @@ def test_a_local_snapshot_plus_the_changelog_tail_equals_a_full_restore(make_set
     task.snapshots.save = lambda *a, **k: None  # type: ignore[method-assign]  # crash before the 2nd snapshot
     task.commit(wait=True)
 
-    restored = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert snapshot_offset < restored.changelog_end
     assert snapshot_of(restored.store.contents()) == snapshot_of(task.store.contents())
 
@@ -172,20 +173,20 @@ def test_a_local_snapshot_plus_the_changelog_tail_equals_a_full_restore(make_set
 def test_a_snapshot_ahead_of_kafka_is_discarded(make_settings: Any) -> None:
     settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1_000_000})  # snapshots: memory only
     table = produce_traffic_records(settings, accounts=200, payments=3000)
-    task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     drain(task)
     task.commit(wait=True)
     truth = snapshot_of(task.store.contents())
     task.snapshots.save({}, task.changelog_end + 1_000)  # a snapshot claiming more than Kafka has
 
-    restored = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert snapshot_of(restored.store.contents()) == truth
     assert not list(task.snapshots.directory.glob(f"*.{task.changelog_end + 1_000}.snapshot"))
 
 
 def test_crash_during_changelog_restore_is_harmless(loaded: Any) -> None:
     settings, table = loaded
-    task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     drain(task)
     task.commit(wait=True)
     truth = snapshot_of(task.store.contents())
@@ -197,22 +198,22 @@ def test_crash_during_changelog_restore_is_harmless(loaded: Any) -> None:
          "from paystream import settings; from connectors.tasks import TaskRuntime, task_id_of\n"
          "from flows.payments import PAYMENTS\n"
          "s = settings.load()\n"
-         "while True: TaskRuntime(s, task_id_of(s, 0), {}, app=PAYMENTS).open()"],
+         "while True: TaskRuntime(s, task_id_of(s, 0), {'customers': {}}, app=PAYMENTS).open()"],
         env=settings_environment(settings),
     )
     time.sleep(3.0)
     restorer.kill()  # kill -9 somewhere inside fencing or restoring
     restorer.wait()
 
-    restored = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert snapshot_of(restored.store.contents()) == truth
 
 
 def test_a_zombie_is_fenced_and_writes_nothing(loaded: Any) -> None:
     settings, table = loaded
-    zombie = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    zombie = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     drain(zombie)
-    successor = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    successor = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
 
     with pytest.raises(TaskFenced):
         zombie.commit(wait=True)
@@ -227,7 +228,7 @@ def test_a_zombie_is_fenced_and_writes_nothing(loaded: Any) -> None:
 def test_a_disk_store_restores_only_the_changelog_after_its_label(make_settings: Any) -> None:
     settings = make_settings(partitions=1, engine={"snapshot_every_epochs": 1, "store": "disk"})
     table = produce_traffic_records(settings, accounts=100, payments=1500)
-    task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     records = []
     while len(records) < 1000:
         records += task.poll(1000)
@@ -240,7 +241,7 @@ def test_a_disk_store_restores_only_the_changelog_after_its_label(make_settings:
     end = task.changelog_end
     task.close()
 
-    restored = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert 0 < label and restored.restored_records == restored.changelog_end - label  # only the tail
     assert restored.changelog_end >= end
     assert snapshot_of(restored.store.contents()) == truth
@@ -250,7 +251,7 @@ def test_a_disk_store_restores_only_the_changelog_after_its_label(make_settings:
 def test_a_disk_store_labelled_ahead_of_kafka_is_wiped_and_restored(make_settings: Any) -> None:
     settings = make_settings(partitions=1, engine={"store": "disk"})
     table = produce_traffic_records(settings, accounts=100, payments=1500)
-    task = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     drain(task)
     task.commit(wait=True)
     truth = snapshot_of(task.store.contents())
@@ -258,6 +259,6 @@ def test_a_disk_store_labelled_ahead_of_kafka_is_wiped_and_restored(make_setting
     task.disk.commit([(b"GHOST", b"not committed anywhere")], task.changelog_end + 1_000)  # claims more than Kafka
     task.close()
 
-    restored = TaskRuntime(settings, task_id_of(settings, 0), table, app=PAYMENTS).open()
+    restored = TaskRuntime(settings, task_id_of(settings, 0), {"customers": table}, app=PAYMENTS).open()
     assert snapshot_of(restored.store.contents()) == truth
     restored.close()

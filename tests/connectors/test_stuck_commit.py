@@ -21,7 +21,7 @@ class Abandoned(Exception):
 def test_a_commit_stuck_past_its_deadlines_abandons_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(environ={}, engine={"commit_timeout_ms": 100, "transaction_timeout_ms": 1_000})
     monkeypatch.setattr(tasks, "STUCK_GRACE_S", 0.2)
-    task = TaskRuntime(settings, task_id_of(settings, 0), {}, app=PAYMENTS)
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": {}}, app=PAYMENTS)
     reasons: list[str] = []
 
     def abandon(reason: str) -> Any:
@@ -37,7 +37,7 @@ def test_a_commit_stuck_past_its_deadlines_abandons_the_process(monkeypatch: pyt
 
 def test_a_commit_that_returns_in_time_is_settled_and_its_failure_raised() -> None:
     settings = load(environ={})
-    task = TaskRuntime(settings, task_id_of(settings, 0), {}, app=PAYMENTS)
+    task = TaskRuntime(settings, task_id_of(settings, 0), {"customers": {}}, app=PAYMENTS)
     failed: Future[None] = Future()
     failed.set_exception(RuntimeError("fenced"))
     task._committing = failed

@@ -56,12 +56,16 @@ def test_an_hour_is_written_once_the_accounts_next_hour_begins() -> None:
     assert app.store("A").get("A") == hourly_spend.Window(11 * HOUR, 20, 1)
 
 
-def test_malformed_commands_and_other_types_are_not_counted() -> None:
+def test_malformed_commands_are_dead_lettered_and_other_types_not_counted() -> None:
     app = driver()
     app.pipe("payments", b"A", b"{not json")
     app.pipe("payments", b"A", json.dumps({"type": "deposit", "account": "A", "amount": 5, "ts": 1}).encode())
+    app.process()
+    assert app.output("payments-dlq") == []  # not before its epoch commits
     app.step()
     assert "A" not in app.store("A")
+    [(key, value, headers)] = app.output("payments-dlq")
+    assert (key, value) == (b"A", b"{not json") and dict(headers or [])["dlq.reason"] == b"malformed"
 
 
 def test_each_window_is_written_exactly_once_whatever_crashes() -> None:

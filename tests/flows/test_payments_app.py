@@ -16,7 +16,7 @@ CUSTOMERS = {name: customer(name) for name in ("A", "B", "C")}
 
 
 def driver() -> Driver:
-    return Driver(PAYMENTS, SETTINGS, CUSTOMERS)
+    return Driver(PAYMENTS, SETTINGS, {"customers": CUSTOMERS})
 
 
 def pipe(driver: Driver, **body: Any) -> None:
@@ -38,7 +38,7 @@ def test_nothing_is_visible_before_the_epoch_commits() -> None:
     bank = driver()
     pipe(bank, type="deposit", payment_id="d1", account="A", amount=500)
     bank.process()
-    assert bank.output("payment-decisions") == [] and bank.changelog[partition_for(b"A", 4)] == []
+    assert bank.output("payment-decisions") == [] and bank.changelog(partition_for(b"A", 4)) == []
     bank.commit()
     assert decisions(bank) == [("d1", "approved")]
     assert bank.store("A").get("A").posted == 500

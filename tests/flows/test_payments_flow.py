@@ -48,7 +48,7 @@ def as_records(settings: Settings, values: list[tuple[bytes | None, bytes | None
 
 
 def run(settings: Settings, table: CustomerTable, records: list[InboundRecord], workers: int = 1) -> MemoryTasks:
-    tasks = MemoryTasks(settings, PAYMENTS, table)
+    tasks = MemoryTasks(settings, PAYMENTS, {"customers": table})
     flow = build_flow(settings, tasks.source_and_sink(batches_by_task(settings, records, batch_size=7)))
     if workers == 1:
         run_main(flow)

@@ -123,8 +123,8 @@ def test_the_engine_agrees_with_the_model_on_late_commands_and_forgotten_authori
 def engine_outputs_restored_every(records: list[InboundRecord], every: int) -> dict[str, list[Any]]:
     """`engine_outputs`, with the task committed after every record and restored from its
     changelog (latest record per key) every `every` records: what a crash-looping task does."""
+    from operators.account_codec import ACCOUNT_CODEC
     from operators.task import TaskProcessor
-    from state.changelog import apply_records, changelog_records
     from tests.operators.test_properties import CUSTOMERS
 
     task = fresh(SETTINGS)
@@ -134,11 +134,11 @@ def engine_outputs_restored_every(records: list[InboundRecord], every: int) -> d
         for topic, _, value, _ in run(task, [inbound]):
             if topic != SETTINGS.credits_topic:
                 topics.setdefault(topic, []).append(msgspec.json.decode(value))
-        latest.update(changelog_records(task.accounts, task.changed))
+        latest.update(ACCOUNT_CODEC.records(task.accounts, task.changed))
         task.changed.clear()
         if n % every == every - 1:
             accounts: dict[str, Any] = {}
-            apply_records(latest, accounts)
+            ACCOUNT_CODEC.apply(latest, accounts)
             assert accounts == task.accounts
             task = TaskProcessor(SETTINGS, CUSTOMERS, accounts)
     return topics
@@ -149,12 +149,12 @@ def engine_outputs_restored_every(records: list[InboundRecord], every: int) -> d
 def test_sealed_pages_and_restores_change_no_decision(stream: list[dict[str, Any]], every: int) -> None:
     """With changelog pages tiny enough that every account spills, the engine restored from its
     changelog again and again still agrees with the model."""
-    from state import changelog
+    from operators import account_codec
 
     records = [record(n, body) for n, body in enumerate(stream)]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(changelog, "SPILL_BYTES", 150)
-        patch.setattr(changelog, "PAGE_BYTES", 100)
-        patch.setattr(changelog, "WINDOW_PAGE_ENTRIES", 2)
+        patch.setattr(account_codec, "SPILL_BYTES", 150)
+        patch.setattr(account_codec, "PAGE_BYTES", 100)
+        patch.setattr(account_codec, "WINDOW_PAGE_ENTRIES", 2)
         engine = engine_outputs_restored_every(records, every)
     assert engine == model_outputs(records)

@@ -7,26 +7,28 @@ from pathlib import Path
 
 import msgspec
 
+from operators.account_codec import ACCOUNT_CODEC
 from operators.accounts import AccountState
-from state import changelog, snapshots
+from state import snapshots
+from state.codec import META_PREFIX
 from state.snapshots import SnapshotCache
 
 
 def image_of(accounts: dict[str, AccountState]) -> dict[bytes, bytes]:
-    return {key: value for key, value in changelog.changelog_records(accounts, list(accounts)) if value is not None}
+    return {key: value for key, value in ACCOUNT_CODEC.records(accounts, list(accounts)) if value is not None}
 
 
 def test_a_snapshot_loads_back_the_records_it_was_given_with_its_identity(tmp_path: Path) -> None:
     cache = SnapshotCache(tmp_path, "app.payments-0", identity="topic-id-1")
     accounts = {"A": AccountState(posted=5, payment_ids={"p1": 7})}
-    records = {**image_of(accounts), changelog.META_PREFIX + b"positions": b"\x01"}
+    records = {**image_of(accounts), META_PREFIX + b"positions": b"\x01"}
     cache.save(records, 42)
     loaded = cache.load(100)
     assert loaded is not None and loaded.records == records and loaded.changelog_offset == 42
     assert loaded.identity == "topic-id-1"
     restored: dict[str, AccountState] = {}
-    changelog.apply_records({key: value for key, value in loaded.records.items()
-                             if not key.startswith(changelog.META_PREFIX)}, restored)
+    ACCOUNT_CODEC.apply({key: value for key, value in loaded.records.items()
+                         if not key.startswith(META_PREFIX)}, restored)
     assert restored == accounts
 
 

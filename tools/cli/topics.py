@@ -13,6 +13,9 @@ def add_parser(subparsers: Any) -> None:
     create = actions.add_parser("create", help="create every topic (existing ones are kept)")
     create.add_argument("--brokers", type=int, default=None,
                         help="size replication for this many brokers (default: count them)")
+    create.add_argument("--app", default=None, metavar="MODULE:APP",
+                        help="the topics of this application (module:ATTRIBUTE or file.py:ATTRIBUTE; "
+                             "default: the payment engine)")
     create.set_defaults(func=handle_create)
     describe = actions.add_parser("describe",
                                   help="a table of partitions, replication, min.insync.replicas, cleanup and retention")
@@ -22,11 +25,12 @@ def add_parser(subparsers: Any) -> None:
 def handle_create(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from tools.topics import TopicError, create_topics
+    from tools.topics import TopicError, create_topics, load_application
 
     try:
-        names = create_topics(args.settings, args.brokers)
-    except (TopicError, KafkaException) as error:
+        app = load_application(args.app) if args.app else None
+        names = create_topics(args.settings, args.brokers, app)
+    except (TopicError, KafkaException, ValueError) as error:
         print(f"paystream: {error}", file=sys.stderr)
         return 1
     print(f"{len(names)} topics ready on {args.settings.kafka.bootstrap_servers}: {', '.join(names)}")

@@ -1,6 +1,7 @@
-"""The accounts changelog: compacted records that rebuild a task's accounts exactly, each one bounded.
+"""The payment engine's accounts codec: compacted changelog records that rebuild a task's accounts
+exactly, each one bounded (`AccountCodec`, the `state.codec.Codec` of the accounts store).
 
-Partition p of `{app_id}-accounts-changelog` holds, latest value per key:
+Partition p of the accounts store's changelog holds, latest value per key:
 - `account` (its id, UTF-8): the account's record, msgpack `[FORMAT_VERSION, AccountState]`.
   It holds everything of an ordinary account; of a large one, its scalars and its open entries.
 - `account + b"\\xff" + page` (the page number in ASCII digits): one sealed page of a large
@@ -20,19 +21,30 @@ entries (remembered ids, authorizations, window entries) into pages of at most `
 that changed (`Spill.dirty`: an authorization captured, voided or refunded, a late window
 entry, an eviction) or were dropped (`Spill.dropped`: expired). An entry is at most ~600 bytes
 (ids are at most 128 characters), so no record exceeds `MAX_RECORD_BYTES`, whatever the
-account's traffic; a record above `warn_bytes` (`engine.changelog_record_warn_bytes`) is
-logged and counted in `stats` all the same.
+account's traffic; a record above `state.codec.warn_bytes` (`engine.changelog_record_warn_bytes`)
+is logged and counted in `state.codec.stats` all the same.
 
-`changelog_records` does that commit-time bookkeeping on the accounts it writes (sealing,
-clearing `dirty` and `dropped`): call it once per commit, as `connectors/tasks.py` does.
-`apply_records` is its inverse, used by `state.restore`: it folds the latest value of each key
-into the accounts and rebuilds exactly the in-memory state the commits left.
+`AccountCodec.records` does that commit-time bookkeeping on the accounts it writes (sealing,
+clearing `dirty` and `dropped`): the runtime calls it once per commit. `AccountCodec.apply` is
+its inverse, used by the restores (`state.restore`, `state.disk`): it folds the latest value of
+each key into the accounts and rebuilds exactly the in-memory state the commits left.
+
+>>> from operators.accounts import remember_payment
+>>> account = AccountState()
+>>> for n in range(4_000):  # enough remembered ids to pass SPILL_BYTES
+...     remember_payment(account, f"payment-{n:06d}", 1_000 + n, horizon_ms=10**9)
+>>> records = ACCOUNT_CODEC.records({"M": account}, ["M"])
+>>> len(records) > 1, all(len(value) <= PAGE_BYTES + 1_024 for _, value in records)  # sealed into pages
+(True, True)
+>>> restored: dict[str, AccountState] = {}
+>>> ACCOUNT_CODEC.apply(dict(records), restored); restored == {"M": account}
+True
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from itertools import accumulate
 from operator import attrgetter
 from typing import Any, Final, Literal
@@ -41,10 +53,19 @@ import msgspec
 from msgspec import Struct
 
 from operators.accounts import AccountState, Spill
-from paystream import logs
+from state import codec
+from state.codec import (
+    CHUNK,
+    FORMAT_VERSION,
+    META_PREFIX,
+    ChangelogFormatError,
+    _array_header,
+    _decode_all,
+    check_size,
+    decoder,
+    format_error,
+)
 
-FORMAT_VERSION: Final = 1  # the decoders below check `Literal[1]`: change them with it
-META_PREFIX: Final = b"\xff\x00"  # the task's own records: see the module docstring
 PAGE_SEPARATOR: Final = b"\xff"
 SPILL_BYTES: Final = 32 * 1024  # an account record above this has its open entries sealed into pages
 PAGE_BYTES: Final = 32 * 1024  # what a sealed page holds at most (give or take one entry)
@@ -78,97 +99,141 @@ class CardPage(Struct, array_like=True, gc=False, tag=4):
 Page = IdsPage | AuthorizationsPage | DebitPage | CardPage
 
 
-class ChangelogFormatError(ValueError):
-    """A changelog record this build cannot read (another format version, or not a changelog record)."""
-
-
-class ChangelogStats:
-    """What metrics may read: how many record values above `warn_bytes` were written, and the largest."""
-
-    def __init__(self) -> None:
-        self.records_over_warn = 0
-        self.largest_record_bytes = 0
-
-
-stats = ChangelogStats()
-warn_bytes = 64 * 1024  # `configure` sets it from `engine.changelog_record_warn_bytes`
-_log = logs.get("changelog")
 _encoder = msgspec.msgpack.Encoder()
-_page_decoder = msgspec.msgpack.Decoder(list[tuple[Literal[1], Page]])
-
-
-def configure(record_warn_bytes: int) -> None:
-    """Set the size above which a changelog record is logged and counted (`engine.changelog_record_warn_bytes`)."""
-    global warn_bytes
-    warn_bytes = record_warn_bytes
-
-
-def encode_state(state: Any) -> bytes:
-    """One account's record value (`[FORMAT_VERSION, state]`), sealed pages not included."""
-    return _encoder.encode((FORMAT_VERSION, state))
-
-
-def decode_state(value: bytes, state_type: type = AccountState) -> Any:
-    """An account's record value back (the state alone, without its sealed pages)."""
-    return _decode_all([b"?"], {b"?": value}, decoder(state_type).decode)[0].state
+_page_decoder = msgspec.msgpack.Decoder(list[tuple[Literal[1], Page]])  # FORMAT_VERSION
+_state_of = attrgetter("state")
+_spill_of = attrgetter("spill")
 
 
 def page_key(account_key: bytes, page: int) -> bytes:
     return account_key + PAGE_SEPARATOR + str(page).encode()
 
 
-# --- writing ----------------------------------------------------------------------------------
+class AccountCodec:
+    """The `state.codec.Codec` of `AccountState` values: an account's record, and a large
+    account's sealed pages (see the module docstring)."""
 
+    value_type: type = AccountState
 
-def changelog_records(accounts: dict[str, Any], changed: Iterable[str],
-                      record_warn_bytes: int | None = None) -> list[tuple[bytes, bytes | None]]:
-    """The (key, value) records that make the changelog equal `accounts` for every account in `changed`
-    (a key no longer in `accounts`: a tombstone).
+    # --- writing ------------------------------------------------------------------------------
 
-    One record per account, unless the account is large: then its record and the pages that
-    changed. Seals the open entries of an account whose record would pass `SPILL_BYTES`.
-    """
-    warn = warn_bytes if record_warn_bytes is None else record_warn_bytes
-    limit = min(SPILL_BYTES, warn)
-    encode = _encoder.encode
-    records: list[tuple[bytes, bytes | None]] = []
-    append = records.append
-    biggest = 0
-    for name in changed:
-        state = accounts.get(name)
-        if state is None:  # deleted from the store: a tombstone
-            append((name.encode(), None))
-            continue
-        if type(state) is AccountState and state.spill is not None:
-            records += _large_account_records(name, state, warn)
-            continue
-        value = encode((FORMAT_VERSION, state))
-        size = len(value)
-        if size > biggest:
-            biggest = size
-        if size > limit:
-            if size > SPILL_BYTES and type(state) is AccountState:
-                state.spill = Spill()
+    def records(self, data: Mapping[str, Any], changed: Iterable[str]) -> list[tuple[bytes, bytes | None]]:
+        """The (key, value) records that make the changelog equal `data` for every account in `changed`
+        (a key no longer in `data`: a tombstone).
+
+        One record per account, unless the account is large: then its record and the pages that
+        changed. Seals the open entries of an account whose record would pass `SPILL_BYTES`.
+        """
+        warn = codec.warn_bytes
+        limit = min(SPILL_BYTES, warn)
+        encode = _encoder.encode
+        records: list[tuple[bytes, bytes | None]] = []
+        append = records.append
+        biggest = 0
+        for name in changed:
+            state = data.get(name)
+            if state is None:  # deleted from the store: a tombstone
+                append((name.encode(), None))
+                continue
+            if state.spill is not None:
                 records += _large_account_records(name, state, warn)
                 continue
-            _check_size(name, name.encode(), value, warn)
-        append((name.encode(), value))
-    if biggest > stats.largest_record_bytes:
-        stats.largest_record_bytes = biggest
-    return records
+            value = encode((FORMAT_VERSION, state))
+            size = len(value)
+            if size > biggest:
+                biggest = size
+            if size > limit:
+                if size > SPILL_BYTES:
+                    state.spill = Spill()
+                    records += _large_account_records(name, state, warn)
+                    continue
+                _check_size(name, name.encode(), value, warn)
+            append((name.encode(), value))
+        if biggest > codec.stats.largest_record_bytes:
+            codec.stats.largest_record_bytes = biggest
+        return records
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def apply(self, latest: dict[bytes, bytes | None], data: dict[str, Any]) -> None:
+        """Fold the latest changelog value of each key (account records, pages, tombstones) into `data`.
+
+        `data` may already hold older accounts (a local snapshot): records here win, and a large
+        account's pages not named here keep their content. Keys starting with `META_PREFIX` must
+        have been taken out. Accounts are decoded in bulk (one C call per `CHUNK`, versions
+        checked on the way), their pages only for large accounts. Nothing changes in `data` if a
+        record is of another format (`ChangelogFormatError`).
+        """
+        decode = decoder(AccountState).decode
+        page_values: dict[str, dict[int, Page | None]] = {}  # decoded before anything changes in `data`
+        keys = list(latest)
+        tombstones: set[bytes] = set()
+        try:  # the common case, at C speed: only account records (no page, no tombstone) of this version
+            decoded = [([key.decode() for key in part], list(map(_state_of, decode(
+                            _array_header(len(part)) + b"".join([latest[key] for key in part])))))  # type: ignore[misc]
+                       for part in [keys[start:start + CHUNK] for start in range(0, len(keys), CHUNK)]]
+        except (TypeError, UnicodeDecodeError, msgspec.DecodeError):  # a tombstone, a page, another version
+            tombstones = {key for key, value in latest.items() if value is None}
+            for key in [key for key in latest if PAGE_SEPARATOR in key]:
+                tombstones.discard(key)
+                if not key.startswith(META_PREFIX):  # the task's own records are the caller's
+                    owner, _, number = key.partition(PAGE_SEPARATOR)
+                    value = latest[key]
+                    name = owner.decode()
+                    page_values.setdefault(name, {})[int(number)] = (
+                        None if value is None else _decode_page(name, int(number), value))
+            keys = [key for key in keys if key not in tombstones and PAGE_SEPARATOR not in key]
+            decoded = [([key.decode() for key in part], list(map(_state_of, _decode_all(part, latest, decode))))
+                       for part in [keys[start:start + CHUNK] for start in range(0, len(keys), CHUNK)]]
+        for key in tombstones:
+            data.pop(key.decode(), None)
+        before: dict[str, AccountState] = {}  # large accounts as they were, whose record is replaced here
+        for names, states in decoded:
+            for name in [name for name, spill in zip(names, map(_spill_of, states), strict=True) if spill is not None]:
+                page_values.setdefault(name, {})
+                previous = data.get(name)
+                if previous is not None and previous.spill is not None:
+                    before[name] = previous
+            data.update(zip(names, states, strict=True))
+        for name, changes in page_values.items():
+            account = data.get(name)
+            if account is None:
+                continue  # pages of an account without a record (never written so): nothing to rebuild
+            if latest.get(name.encode()) is not None:  # a new record: the pages it had, changed by those read here
+                previous = before.get(name)
+            else:  # only pages changed: the account's record as it was
+                previous = account
+                account = core_view(account) if account.spill is not None else account
+            pages = pages_of(previous) if previous is not None else {}
+            for page, content in changes.items():
+                if content is None:
+                    pages.pop(page, None)
+                else:
+                    pages[page] = content
+            data[name] = rebuild(account, pages)
+
+    def owner(self, key: bytes) -> bytes:
+        """The account a record belongs to: a page's account, else the key itself."""
+        return key.partition(PAGE_SEPARATOR)[0]
+
+    def companions(self, key: bytes, value: Any) -> bytes | None:
+        """A large account's pages: the records under `key + PAGE_SEPARATOR`."""
+        return key + PAGE_SEPARATOR if value.spill is not None else None
+
+    def __repr__(self) -> str:
+        return "AccountCodec()"
+
+
+ACCOUNT_CODEC: Final = AccountCodec()
+
+
+# --- a large account's records and pages ------------------------------------------------------------
 
 
 def _check_size(name: str, key: bytes, value: bytes | None, warn: int) -> None:
-    """The alarm: log and count a record value above `warn` bytes (account id and size only)."""
-    if value is None:
-        return
-    size = len(value)
-    if size > stats.largest_record_bytes:
-        stats.largest_record_bytes = size
-    if size > warn:
-        stats.records_over_warn += 1
-        _log.warning("large changelog record", account=name, bytes=size, warn_bytes=warn,
-                     page=key.partition(PAGE_SEPARATOR)[2].decode() or None, limit_bytes=MAX_RECORD_BYTES)
+    """The alarm (`state.codec.check_size`): account id, page and size only."""
+    check_size(value, warn, account=name, page=key.partition(PAGE_SEPARATOR)[2].decode() or None,
+               limit_bytes=MAX_RECORD_BYTES)
 
 
 def _large_account_records(name: str, account: AccountState, warn: int) -> list[tuple[bytes, bytes | None]]:
@@ -313,121 +378,7 @@ def pages_of(account: AccountState) -> dict[int, Page]:
     return {page: page_of(account, page) for page in pages}
 
 
-# --- reading ----------------------------------------------------------------------------------
-
-
-def _array_header(length: int) -> bytes:
-    """The msgpack header of an array of `length` items (array 32)."""
-    return b"\xdd" + length.to_bytes(4, "big")
-
-
-_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
-_state_of = attrgetter("state")
-_spill_of = attrgetter("spill")
-
-
-def decoder(state_type: type) -> msgspec.msgpack.Decoder[Any]:
-    """Decodes a msgpack array of account record values (`[FORMAT_VERSION, state]` each) in one C
-    call, checking every version on the way (into small array-like Structs: half the cost of tuples)."""
-    found = _decoders.get(state_type)
-    if found is None:
-        record = msgspec.defstruct(f"Record_{state_type.__name__}", [("version", Literal[1]), ("state", state_type)],
-                                   array_like=True, gc=False)
-        found = _decoders[state_type] = msgspec.msgpack.Decoder(list[record])  # type: ignore[valid-type]
-    return found
-
-
-def format_error(key: bytes, value: bytes) -> ChangelogFormatError | None:
-    """Why one record value is not one this build reads (None if it is)."""
-    try:
-        decoded = msgspec.msgpack.decode(value)
-    except msgspec.DecodeError as error:
-        return ChangelogFormatError(f"changelog record {key!r} is not msgpack: {error}")
-    if not (isinstance(decoded, list) and len(decoded) == 2 and type(decoded[0]) is int):
-        return ChangelogFormatError(
-            f"changelog record {key!r} has no format version (written before format versions, or not by "
-            f"paystream); this build reads format version {FORMAT_VERSION}: restore from a changelog it wrote")
-    if decoded[0] != FORMAT_VERSION:
-        return ChangelogFormatError(
-            f"changelog record {key!r} has format version {decoded[0]}; this build reads format version "
-            f"{FORMAT_VERSION} only")
-    return None
-
-
-def _decode_all(keys: list[bytes], latest: dict[bytes, bytes | None],
-                decode: Callable[[bytes], list[Any]]) -> list[Any]:
-    """The values of `keys`, decoded in one call; a record of another format raises a clear error."""
-    try:
-        return decode(_array_header(len(keys)) + b"".join([latest[key] for key in keys]))  # type: ignore[misc]
-    except (msgspec.ValidationError, msgspec.DecodeError) as error:
-        for key in keys:
-            problem = format_error(key, latest[key])  # type: ignore[arg-type]
-            if problem is not None:
-                raise problem from error
-        raise ChangelogFormatError(
-            f"a changelog record of format version {FORMAT_VERSION} does not decode: {error}") from error
-
-
-def apply_records(latest: dict[bytes, bytes | None], accounts: dict[str, Any], state_type: type = AccountState,
-                  chunk: int = 50_000) -> None:
-    """Fold the latest changelog value of each key (account records, pages, tombstones) into `accounts`.
-
-    `accounts` may already hold older state (a local snapshot): records here win, and a large
-    account's pages not named here keep their content. Keys starting with `META_PREFIX` must
-    have been taken out. Accounts are decoded in bulk (one C call per `chunk`, versions checked
-    on the way), their pages only for large accounts. Nothing changes in `accounts` if a record
-    is of another format (`ChangelogFormatError`).
-    """
-    decode = decoder(state_type).decode
-    page_values: dict[str, dict[int, Page | None]] = {}  # decoded before anything changes in `accounts`
-    keys = list(latest)
-    try:  # the common case, at C speed: only account records (no page, no tombstone) of this version
-        decoded = [([key.decode() for key in part], list(map(_state_of, decode(
-                        _array_header(len(part)) + b"".join([latest[key] for key in part])))))  # type: ignore[misc]
-                   for part in [keys[start:start + chunk] for start in range(0, len(keys), chunk)]]
-    except (TypeError, UnicodeDecodeError, msgspec.DecodeError):  # a tombstone, a page, another version: key by key
-        tombstones = {key for key, value in latest.items() if value is None}
-        for key in [key for key in latest if PAGE_SEPARATOR in key]:
-            tombstones.discard(key)
-            if not key.startswith(META_PREFIX):  # the task's own records are the caller's
-                owner, _, number = key.partition(PAGE_SEPARATOR)
-                value = latest[key]
-                name = owner.decode()
-                page_values.setdefault(name, {})[int(number)] = (
-                    None if value is None else _decode_page(name, int(number), value))
-        keys = [key for key in keys if key not in tombstones and PAGE_SEPARATOR not in key]
-        decoded = [([key.decode() for key in part], list(map(_state_of, _decode_all(part, latest, decode))))
-                   for part in [keys[start:start + chunk] for start in range(0, len(keys), chunk)]]
-        for key in tombstones:
-            accounts.pop(key.decode(), None)
-    large = state_type is AccountState
-    before: dict[str, AccountState] = {}  # large accounts as they were, whose record is replaced here
-    for names, states in decoded:
-        if large:
-            for name in [name for name, spill in zip(names, map(_spill_of, states), strict=True) if spill is not None]:
-                page_values.setdefault(name, {})
-                previous = accounts.get(name)
-                if previous is not None and previous.spill is not None:
-                    before[name] = previous
-        accounts.update(zip(names, states, strict=True))
-    if not large:
-        return
-    for name, changes in page_values.items():
-        account = accounts.get(name)
-        if account is None:
-            continue  # pages of an account without a record (never written so): nothing to rebuild
-        if latest.get(name.encode()) is not None:  # a new record: the pages it had, changed by those read here
-            previous = before.get(name)
-        else:  # only pages changed: the account's record as it was
-            previous = account
-            account = core_view(account) if account.spill is not None else account
-        pages = pages_of(previous) if previous is not None else {}
-        for page, content in changes.items():
-            if content is None:
-                pages.pop(page, None)
-            else:
-                pages[page] = content
-        accounts[name] = rebuild(account, pages)
+# --- rebuilding ------------------------------------------------------------------------------
 
 
 def _decode_page(name: str, page: int, value: bytes) -> Page:

@@ -1,4 +1,4 @@
-"""The accounts changelog: every record bounded, and the latest record per key rebuilds exactly the live state.
+"""The accounts codec: every changelog record bounded, and the latest record per key rebuilds exactly the live state.
 
 Hazard (issue 10, #6): a busy account's whole state went into one changelog record per commit;
 past the producer's maximum message size the produce failed on every replay and the cluster
@@ -18,19 +18,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from operators import account_codec
+from operators.account_codec import ACCOUNT_CODEC, MAX_RECORD_BYTES
 from operators.accounts import AccountState
 from operators.task import TaskProcessor
 from paystream.records import InboundRecord
 from paystream.settings import Settings, load
 from paystream.wire import CustomerStatus
-from state import changelog
-from state.changelog import (
-    FORMAT_VERSION,
-    MAX_RECORD_BYTES,
-    ChangelogFormatError,
-    apply_records,
-    changelog_records,
-)
+from state import codec
+from state.codec import FORMAT_VERSION, ChangelogFormatError
 from tests.operators.test_properties import CUSTOMERS, commands, record
 
 Records = list[tuple[bytes, bytes | None]]
@@ -88,18 +84,18 @@ def commits(processor: TaskProcessor, records: list[InboundRecord], every: int) 
         credits = [InboundRecord(topic, 0, 0, key, value) for topic, key, value, _ in produced
                    if topic == processor.settings.credits_topic]
         processor.process(credits)
-        written = changelog_records(processor.accounts, processor.changed)
+        written = ACCOUNT_CODEC.records(processor.accounts, processor.changed)
         processor.changed.clear()
         yield written
 
 
-def restored(*batches: Records, into: dict[str, Any] | None = None, state_type: type = AccountState) -> dict[str, Any]:
+def restored(*batches: Records, into: dict[str, Any] | None = None) -> dict[str, Any]:
     """The accounts a restore rebuilds from these records (latest value per key), over `into`."""
     latest: dict[bytes, bytes | None] = {}
     for batch in batches:
         latest.update(batch)
     accounts = {} if into is None else into
-    apply_records(latest, accounts, state_type)
+    ACCOUNT_CODEC.apply(latest, accounts)
     return accounts
 
 
@@ -127,7 +123,7 @@ def test_a_busy_account_keeps_every_record_bounded_and_restores() -> None:
         written.append(batch)
     account = live.accounts["M"]
     assert account.spill is not None and len(account.spill.sealed_ids) > 50_000  # the horizon holds them all
-    assert max(largest(batch) for batch in written) <= changelog.SPILL_BYTES + changelog.PAGE_BYTES
+    assert max(largest(batch) for batch in written) <= account_codec.SPILL_BYTES + account_codec.PAGE_BYTES
     again = restored(*written)
     assert again == live.accounts
 
@@ -157,7 +153,7 @@ def test_a_commit_that_adds_a_whole_horizon_at_once_is_cut_into_bounded_pages() 
     """Bounded whatever one epoch brings: 100,000 commands of one account in one commit."""
     live = TaskProcessor(BIG_SETTINGS, BIG_CUSTOMERS, {})
     [batch] = list(commits(live, busy_account(100_000, seed=3), every=100_000))
-    assert len(batch) > 20 and largest(batch) <= changelog.PAGE_BYTES + 1_024
+    assert len(batch) > 20 and largest(batch) <= account_codec.PAGE_BYTES + 1_024
     assert restored(batch) == live.accounts
 
 
@@ -174,9 +170,9 @@ def test_an_ordinary_account_is_one_record_per_commit() -> None:
 
 @pytest.fixture
 def tiny_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(changelog, "SPILL_BYTES", 200)
-    monkeypatch.setattr(changelog, "PAGE_BYTES", 120)
-    monkeypatch.setattr(changelog, "WINDOW_PAGE_ENTRIES", 3)
+    monkeypatch.setattr(account_codec, "SPILL_BYTES", 200)
+    monkeypatch.setattr(account_codec, "PAGE_BYTES", 120)
+    monkeypatch.setattr(account_codec, "WINDOW_PAGE_ENTRIES", 3)
 
 
 SHORT_HORIZON = load(environ={}, kafka={"partitions": 1},
@@ -226,7 +222,7 @@ def test_pages_are_written_when_they_change_and_deleted_when_they_empty(tiny_pag
     capture = record(100, {"v": 1, "type": "capture", "payment_id": "c1", "account": "M", "currency": "EUR",
                            "amount": 10, "ts": T0 + 50, "auth_id": held})
     [second] = list(commits(task, [capture], every=1))
-    assert changelog.page_key(b"M", page) in dict(second)  # the sealed authorization changed
+    assert account_codec.page_key(b"M", page) in dict(second)  # the sealed authorization changed
     assert len(second) <= 4
     # past the horizon: the captured authorization and the ids are forgotten, their pages deleted
     late = record(101, {"v": 1, "type": "deposit", "payment_id": "d1", "account": "M", "currency": "EUR",
@@ -235,7 +231,7 @@ def test_pages_are_written_when_they_change_and_deleted_when_they_empty(tiny_pag
     deleted = {key for key, value in third if value is None}
     spill = task.accounts["M"].spill
     assert spill is not None and held not in spill.auth_pages.get(page, {}) and held not in spill.sealed_auths
-    assert changelog.page_key(b"M", page) in dict(third)  # rewritten without it, or deleted
+    assert account_codec.page_key(b"M", page) in dict(third)  # rewritten without it, or deleted
     assert deleted and not spill.id_pages
     assert len(spill.sealed_auths) == 19  # the open authorizations stay
     assert restored(first, second, third) == task.accounts
@@ -264,24 +260,20 @@ def test_every_value_carries_the_format_version_and_another_version_is_refused()
 def test_the_tasks_own_records_are_no_account() -> None:
     task = TaskProcessor(BIG_SETTINGS, BIG_CUSTOMERS, {})
     [batch] = list(commits(task, busy_account(10), every=10))
-    positions = (changelog.META_PREFIX + b"positions", msgspec.msgpack.encode({"payments": 3}))
+    positions = (codec.META_PREFIX + b"positions", msgspec.msgpack.encode({"payments": 3}))
     assert restored(batch + [positions]) == task.accounts
 
 
-def test_the_simple_workloads_integer_state_round_trips() -> None:
-    records = changelog_records({"a": 5, "b": 1_000_000}, ["a", "b"])
-    assert [msgspec.msgpack.decode(value) for _, value in records] == [[1, 5], [1, 1_000_000]]  # type: ignore[arg-type]
-    assert restored(records, state_type=int) == {"a": 5, "b": 1_000_000}
-
-
-def test_a_record_above_the_warning_size_is_logged_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_record_above_the_warning_size_is_logged_and_counted(capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     task = TaskProcessor(BIG_SETTINGS, BIG_CUSTOMERS, {})
     task.process(busy_account(300))
-    before = changelog.stats.records_over_warn
-    written = changelog_records(task.accounts, task.changed, record_warn_bytes=1_000)
+    before = codec.stats.records_over_warn
+    monkeypatch.setattr(codec, "warn_bytes", 1_000)
+    written = ACCOUNT_CODEC.records(task.accounts, task.changed)
     over = [key for key, value in written if value is not None and len(value) > 1_000]
-    assert over and changelog.stats.records_over_warn == before + len(over)
-    assert changelog.stats.largest_record_bytes >= max(len(value) for _, value in written if value is not None)
+    assert over and codec.stats.records_over_warn == before + len(over)
+    assert codec.stats.largest_record_bytes >= max(len(value) for _, value in written if value is not None)
     logged = capsys.readouterr()
     assert "large changelog record" in logged.out + logged.err and "M" in logged.out + logged.err
 
