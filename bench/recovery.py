@@ -141,6 +141,16 @@ def worker_events(log: Path, offset: int) -> list[dict[str, Any]]:
     return events
 
 
+def opened_keys(event: dict[str, Any]) -> int:
+    """Keys a task held when it opened, over all its stores (`keys` is a dict of store name to count).
+
+    >>> opened_keys({"event": "task open", "keys": {"accounts": 3, "windows": 2}})
+    5
+    """
+    keys = event.get("keys", {})
+    return sum(int(count) for count in keys.values()) if isinstance(keys, dict) else 0
+
+
 def restore_figures(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Restore records, seconds and keys/s of a restart, summed over its tasks (they open in parallel)."""
     restored = [e for e in events if e.get("event") == "restored"]
@@ -156,7 +166,7 @@ def restore_figures(events: list[dict[str, Any]]) -> dict[str, Any]:
         "task_keys_per_s_max": max((int(e.get("keys_per_s", 0)) for e in restored), default=None),
         "snapshots_loaded": len(snapshots),
         "snapshot_records": sum(int(e.get("records", 0)) for e in snapshots),
-        "accounts_after_open": sum(int(e.get("accounts", 0)) for e in opened),
+        "accounts_after_open": sum(opened_keys(e) for e in opened),
         "task_open_s_max": max((float(e.get("seconds", 0)) for e in opened), default=None),
     }
 

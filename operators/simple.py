@@ -53,7 +53,6 @@ _encode = msgspec.json.Encoder().encode
 class SimplePaymentsProcessor:
     """Balances per account as plain ints; same surface as `operators.task.TaskProcessor`."""
 
-    state_type: Final = int
 
     def __init__(self, settings: Settings, customers: Mapping[str, Any], accounts: dict[str, int],
                  changed: set[str] | None = None) -> None:

@@ -44,7 +44,6 @@ _DECISION_COUNTS: Final = {decision: ("decision", decision) for decision in ("ap
 class TaskProcessor:
     """Decides the commands and applies the credits of one partition, in order."""
 
-    state_type = AccountState  # what the state layer encodes per account (changelog, snapshots)
 
     def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus], accounts: dict[str, AccountState],
                  changed: set[str] | None = None) -> None:
