@@ -10,7 +10,10 @@ An application declares its topology, and the runtime builds the Bytewax dataflo
 - `outputs`: the topics it writes to;
 - `stores`: named key → value stores per task, each changelogged to its own compacted topic
   `{app_id}-{store}-changelog`, snapshotted and restored by the runtime;
-- `tables`: named global tables (reference data every task joins, loaded once per process).
+- `tables`: named global tables (reference data every task joins, loaded once per process);
+- `queries`: named interactive queries over a store (`GET /{query}/{key}` on any process:
+  `connectors/queries.py`), answered from the live task that owns the key;
+- `counts`: the processor's counts as Prometheus counters (`CountMetric`).
 
 A topic is named as the settings name it (a field of `[topics]`, e.g. `payments`, which a
 deployment may rename) or literally (`hourly-spend`). The `processor` factory gets the task's
@@ -83,6 +86,32 @@ class StoreSpec:
 
 
 @dataclass(frozen=True)
+class CountMetric:
+    """How one family of a processor's `counts` is exported to Prometheus (`connectors/health.py`).
+
+    A count `(family, v1, v2...)` adds to the counter `name` with `labels` = `(v1, v2...)`.
+    Families no `CountMetric` declares are exported as `paystream_app_events_total{event, detail}`.
+    Labels must be bounded sets (outcomes, reasons, rules), never ids.
+    """
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Query:
+    """An interactive query: `GET /{name}/{key}` answers `answer(value)` of `key` in `store`.
+
+    `answer` sees the store's value of the key (never None) and returns what the HTTP answer shows
+    of it (JSON-encodable): e.g. an account's balance, not its whole state.
+    """
+
+    store: str
+    answer: Callable[[Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class Application:
     """An exactly-once application: its name, processor and topology (see the module docstring)."""
 
@@ -94,6 +123,8 @@ class Application:
     stores: tuple[StoreSpec, ...] = ()
     tables: Mapping[str, TableLoader] = field(default_factory=dict)
     dead_letters: str = "dlq"  # where `Context.dead_letter` writes (an output, added to `outputs`)
+    counts: Mapping[str, CountMetric] = field(default_factory=dict)  # the processor's counts as metrics
+    queries: Mapping[str, Query] = field(default_factory=dict)  # GET /{name}/{key} (connectors/queries.py)
 
     def __post_init__(self) -> None:
         names = [spec.name for spec in self.stores]
@@ -101,6 +132,10 @@ class Application:
             raise ValueError(f"application {self.name}: two stores share a name ({', '.join(names)})")
         if not self.inputs:
             raise ValueError(f"application {self.name}: declares no input topic")
+        for query, spec in self.queries.items():
+            if spec.store not in names:
+                raise ValueError(f"application {self.name}: query {query!r} reads store {spec.store!r}, which it "
+                                 f"does not declare")
         for name in self.internal:
             if name not in self.inputs:
                 raise ValueError(f"application {self.name}: internal topic {name!r} must also be an input "

@@ -29,8 +29,9 @@ from typing import Protocol
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from connectors import health
 from connectors.application import Application
-from connectors.tasks import TaskRegistry, TaskRuntime, task_ids
+from connectors.tasks import TaskRegistry, TaskRuntime, registries, task_ids
 from paystream import shutdown
 from paystream.records import InboundRecord
 from paystream.settings import Settings
@@ -61,6 +62,7 @@ class TaskSourcePartition(StatefulSourcePartition[TaskBatch, None]):
         self._awake: datetime | None = None
 
     def next_batch(self) -> list[TaskBatch]:
+        health.beat()
         if shutdown.requested():
             raise StopIteration  # Bytewax commits the open epoch (sink snapshot) and ends the flow
         for check in self._table_checks:
@@ -148,5 +150,6 @@ def kafka_source_and_sink(settings: Settings, app: Application,
     gracefully). `runtime`: the task class (tests inject variants of it, never settings)."""
     shutdown.install(settings.engine.shutdown_timeout_ms)
     registry = TaskRegistry(settings, app, runtime=runtime)
+    health.serve(settings, registries)
     return TaskSource(settings, registry), TaskSink(task_ids(settings, app),
                                                     lambda task: registry.opening(task).result())

@@ -24,6 +24,7 @@ ValueError: application counting: 'elsewhere' is not one of its output topics (c
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ class Context:
         self._tables = tables
         self._topics = {name: app.topic(settings, name) for name in (*app.outputs, app.dead_letters, *app.internal)}
         self._outbox: list[OutboundRecord] = []
+        self.counts: Counter[tuple[str, ...]] = Counter()  # ("dlq", reason): the dead letters sent here
 
     def store(self, name: str) -> Store[Any]:
         """The task's store `name` (declared in the application's `stores`)."""
@@ -87,6 +89,7 @@ class Context:
                    ("dlq.topic", record.topic().encode()), ("dlq.partition", str(record.partition()).encode()),
                    ("dlq.offset", str(record.offset()).encode())]
         self._outbox.append((self._topics[self.app.dead_letters], record.key(), record.value(), headers))
+        self.counts[("dlq", reason)] += 1
 
     def drain(self) -> list[OutboundRecord]:
         """What was sent since the last drain, in order (the runtime calls this after each batch)."""

@@ -15,7 +15,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from connectors.application import Application
-from paystream.settings import Settings
+from paystream.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from connectors.bytewax_io import TaskBatch
@@ -33,3 +33,28 @@ def build_flow(settings: Settings, app: Application,
     batches = op.input("inputs", flow, source)
     op.output("tasks", batches, sink)
     return flow
+
+
+def flow_from_environment(app: Application) -> Dataflow:
+    """`app`'s dataflow on Kafka, from the environment's settings: what `module:flow` gives
+    `python -m bytewax.run`. Its topics are checked first; a mistake (no Kafka, topics missing,
+    a wrong partition count, bad settings) ends the process with one line and exit status 2
+    (set `PAYSTREAM_DEBUG=1` for the traceback)."""
+    import os
+    import sys
+
+    from paystream import clients, logs
+    from paystream import settings as settings_module
+
+    try:
+        loaded = settings_module.load()
+        logs.configure(loaded)
+        from connectors.topology import check_topology
+
+        check_topology(loaded, app)
+        return build_flow(loaded, app)
+    except (clients.SetupError, SettingsError) as error:
+        if os.environ.get("PAYSTREAM_DEBUG"):
+            raise
+        print(f"paystream: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

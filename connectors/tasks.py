@@ -28,8 +28,10 @@ positions every `engine.offsets_refresh_ms`).
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -42,7 +44,7 @@ from connectors.checkpoint import POSITIONS_KEY, Checkpoint, decode_positions, e
 from connectors.context import Context
 from connectors.topology import Topology, check_topology
 from connectors.transactions import TaskProducer, transactional_id
-from paystream import clients, logs, shutdown
+from paystream import clients, logs, metrics, shutdown
 from paystream.records import InboundRecord, OutboundRecord
 from paystream.settings import Settings
 from state.changelogged import ChangeloggedStore
@@ -183,6 +185,9 @@ class TaskRuntime:
         self.committed_once = False
         self.opened_at = time.perf_counter()
         self._pending: list[OutboundRecord] = []
+        self.input_counts: Counter[str] = Counter()  # records processed, by input topic (metrics)
+        self.commits = 0
+        self._last_progress = time.monotonic()  # opened, or last committed (health)
 
     # the first store's view, for tools and tests of one-store applications
     @property
@@ -257,6 +262,7 @@ class TaskRuntime:
         self.consumer.assign(start)
         self.opened_in_seconds = time.perf_counter() - started
         self.opened_at = time.perf_counter()
+        self._last_progress = time.monotonic()
         meter.start()
         self.log.info("task open", keys={name: len(store.store) for name, store in self.stores.items()},
                       seconds=round(self.opened_in_seconds, 3),
@@ -316,6 +322,7 @@ class TaskRuntime:
             outbound = outbound + sent if outbound else sent
         meter.records += len(records)
         self.processed += len(records)
+        self.input_counts.update(map(_topic_of, records))
         self._dirty = True
         # the last record of each input partition in the batch gives its next offset
         positions, seen = self.positions, set()
@@ -365,7 +372,12 @@ class TaskRuntime:
 
     def committed(self, seconds: float) -> None:
         """The checkpoint's transaction committed (on the commit thread), in `seconds`."""
-        self._last_commit = time.monotonic()
+        now = time.monotonic()
+        if now - self._last_commit <= _BUSY_EPOCH_S:  # not the first commit, nor an idle task's refresh
+            metrics.EPOCH_SECONDS.observe(now - self._last_commit)
+        metrics.COMMIT_SECONDS.observe(seconds)
+        self._last_commit = self._last_progress = now
+        self.commits += 1
         self._refresh_taken = False
         meter.commits += 1
         meter.commit_seconds += seconds
@@ -373,6 +385,28 @@ class TaskRuntime:
             self.committed_once = True
             self.log.info("first commit", seconds_since_open=round(time.perf_counter() - self.opened_at, 3),
                           commit_ms=round(1000 * seconds, 1), records=self.processed)
+
+    def unhealthy(self, bound_s: float) -> str | None:
+        """Why this task is not keeping up, or None: work processed (or waiting for a commit) and
+        nothing committed for `bound_s` seconds."""
+        busy = self._dirty or self._pending or (self._committing is not None and not self._committing.done())
+        waited = time.monotonic() - self._last_progress
+        if busy and waited > bound_s:
+            return f"nothing committed for {waited:.0f} s with work waiting"
+        return None
+
+    def lag(self) -> dict[str, int]:
+        """Per input topic: records Kafka has that this task has not processed yet (from the consumer's
+        cached high watermarks: no request to the broker)."""
+        if self.consumer is None:
+            return {}
+        lags = {}
+        for tp in self.inputs:
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            position = self.positions.get((tp.topic, tp.partition), -1)
+            if high >= 0 and position >= 0:
+                lags[tp.topic] = max(0, high - position)
+        return lags
 
     def offsets_for_transaction(self, offsets: list[TopicPartition]) -> list[TopicPartition]:
         """The input offsets this commit sends to its transaction: all of them (the chaos suite's
@@ -452,6 +486,10 @@ class TaskRuntime:
         return committed
 
 
+_topic_of = operator.methodcaller("topic")  # a C call per record: counting inputs costs ~nothing
+# a gap between two commits longer than this is an idle task's refresh, not an epoch
+_BUSY_EPOCH_S = 60.0
+
 # Commits of all tasks of the process run here, in parallel (librdkafka releases the GIL).
 _commit_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="commit")
 
@@ -487,6 +525,9 @@ class TaskRegistry:
             self._tables = self.app.load_tables(self.settings)
         return self._tables
 
+    def tables_loaded(self) -> bool:
+        return self._tables is not None
+
     def opening(self, task_id: str) -> Future[TaskRuntime]:
         """Start opening `task_id` (once per process) and return its future."""
         if task_id not in self._opening:
@@ -495,6 +536,16 @@ class TaskRegistry:
             task = self.runtime(self.settings, task_id, tables, topology, app=self.app)
             self._opening[task_id] = self._pool.submit(task.open)
         return self._opening[task_id]
+
+    def tasks(self) -> dict[str, TaskRuntime | BaseException | None]:
+        """Every task this process owns: open (its runtime), failed (the error) or still opening (None)."""
+        found: dict[str, TaskRuntime | BaseException | None] = {}
+        for task_id, future in list(self._opening.items()):
+            if not future.done():
+                found[task_id] = None
+            else:
+                found[task_id] = future.exception() or future.result()
+        return found
 
     def close(self) -> bool:
         """Close every task opened here (a graceful stop); whether all their work was committed."""
@@ -507,6 +558,11 @@ class TaskRegistry:
 
 
 _registries: list[TaskRegistry] = []
+
+
+def registries() -> list[TaskRegistry]:
+    """The task registries of this process (one per running dataflow), for metrics and health."""
+    return list(_registries)
 
 
 def close_all() -> bool:

@@ -24,7 +24,7 @@ from paystream import clients
 from paystream.settings import Settings
 
 
-class TopologyError(RuntimeError):
+class TopologyError(clients.SetupError):
     """The topics do not match the settings; the message says which and how to fix it."""
 
 
@@ -59,9 +59,10 @@ def _log_failure(future: Any, tp: TopicPartition, log: Any) -> None:
 def check_topology(settings: Settings, app: Application, timeout: float = 30.0) -> Topology:
     """Check the application's topics: every task topic has `kafka.partitions` partitions, every
     output topic exists; returns their ids."""
-    admin = AdminClient(clients.admin_config(settings))
     task_topics = app.task_topics(settings)
     names = list(dict.fromkeys([*task_topics, *app.output_topics(settings)]))
+    clients.require_topics(settings, names)  # one line within seconds, not a minute of retries
+    admin = AdminClient(clients.admin_config(settings))
     expected = settings.kafka.partitions
     ids: dict[str, str] = {}
     futures = clients.while_settling(lambda: admin.describe_topics(TopicCollection(names), request_timeout=timeout))

@@ -24,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from paystream import clients, faults, logs
+from paystream import clients, faults, logs, metrics
 from paystream.settings import Settings
 
 OutboundRecord = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
@@ -230,6 +230,7 @@ class TaskProducer:
         """Abort the open transaction (a graceful stop with uncommitted work); never raises."""
         if not self._in_transaction:
             return
+        metrics.TRANSACTIONS_ABORTED.inc()
         try:
             self._producer.abort_transaction(timeout)
         except KafkaException as error:

@@ -19,13 +19,11 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from connectors import dataflow
-from connectors.application import Application, StoreSpec
+from connectors.application import Application, CountMetric, Query, StoreSpec
 from connectors.context import Context
 from operators.account_codec import ACCOUNT_CODEC
-from operators.accounts import AccountState
+from operators.accounts import AccountState, balance_view
 from operators.task import TaskProcessor
-from paystream import logs
-from paystream import settings as settings_module
 from paystream.settings import Settings
 from state.customers import global_table
 
@@ -48,6 +46,16 @@ PAYMENTS = Application(
     dead_letters="dlq",
     stores=(StoreSpec("accounts", AccountState, ACCOUNT_CODEC),),  # large accounts paged (operators.account_codec)
     tables={"customers": global_table},  # followed from `customer-status`
+    queries={"accounts": Query("accounts", balance_view)},  # GET /accounts/{id}: the live balance
+    counts={  # operators.task.TaskProcessor.counts, exported to Prometheus
+        "decision": CountMetric("paystream_decisions", "Payment decisions by outcome", ("outcome",)),
+        "reason": CountMetric("paystream_decision_reasons", "Reasons given by declines and reviews", ("reason",)),
+        "alert": CountMetric("paystream_alerts", "Fraud alerts by rule", ("rule",)),
+        "dlq": CountMetric("paystream_dead_letters", "Records sent to the dead-letter topic, by reason", ("reason",)),
+        "duplicate": CountMetric("paystream_duplicate_commands", "Commands recognised as re-sent and not re-applied"),
+        "credit": CountMetric("paystream_credits", "Transfer credits applied to their recipient"),
+        "credit_duplicate": CountMetric("paystream_duplicate_credits", "Transfer credits recognised as re-sent"),
+    },
 )
 
 
@@ -61,6 +69,4 @@ def __getattr__(name: str) -> Dataflow:
     (so importing the application, as tests do, builds nothing)."""
     if name != "flow":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    loaded = settings_module.load()
-    logs.configure(loaded)
-    return build_flow(loaded)
+    return dataflow.flow_from_environment(PAYMENTS)

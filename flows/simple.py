@@ -11,10 +11,8 @@ from bytewax.dataflow import Dataflow
 
 from connectors.application import Application, StoreSpec
 from connectors.context import Context
-from connectors.dataflow import build_flow
+from connectors.dataflow import flow_from_environment
 from operators.simple import SimplePaymentsProcessor
-from paystream import logs
-from paystream import settings as settings_module
 
 
 def simple_processor(context: Context) -> SimplePaymentsProcessor:
@@ -31,6 +29,4 @@ def __getattr__(name: str) -> Dataflow:
     """`flows.simple:flow`, built from the environment's settings when a runner asks for it."""
     if name != "flow":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    loaded = settings_module.load()
-    logs.configure(loaded)
-    return build_flow(loaded, SIMPLE)
+    return flow_from_environment(SIMPLE)

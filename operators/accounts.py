@@ -34,7 +34,7 @@ looks in the sealed pages, and every change to a sealed page marks it dirty for 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from msgspec import Struct
@@ -388,3 +388,13 @@ def encode_account(account: AccountState) -> bytes:
 def decode_account(data: bytes) -> AccountState:
     """An account back from its changelog value."""
     return _changelog_decoder.decode(data)
+
+
+def balance_view(state: AccountState) -> dict[str, Any]:
+    """What an interactive query shows of an account: its balance, not its rule state.
+
+    >>> balance_view(AccountState(currency="EUR", posted=10_000, held=2_500, seq=3))
+    {'currency': 'EUR', 'posted': 10000, 'held': 2500, 'available': 7500, 'seq': 3}
+    """
+    return {"currency": state.currency, "posted": state.posted, "held": state.held,
+            "available": state.posted - state.held, "seq": state.seq}

@@ -104,8 +104,11 @@ def recipient_refusal(recipient: CustomerStatus | None, settings: CustomerRule) 
 
 
 def exceeds_single_limit(amount: int, customer: CustomerStatus | None, settings: SingleLimitRule) -> bool:
-    """`SingleLimitRule` (`single_limit_exceeded`): one debit above the customer's `single_limit`."""
-    return settings.enabled and customer is not None and amount > customer.single_limit
+    """`SingleLimitRule` (`single_limit_exceeded`): one debit above the customer's `single_limit`,
+    or above `max_amount` when that is set."""
+    if not settings.enabled or customer is None:
+        return False
+    return amount > customer.single_limit or 0 < settings.max_amount < amount
 
 
 def exceeds_daily_limit(

@@ -77,3 +77,54 @@ def while_settling(call: Callable[[], T], timeout: float = 60.0) -> T:
             if not retriable or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+class SetupError(RuntimeError):
+    """Kafka or its topics are not as the settings say; the message is one line that names what is
+    wrong and how to fix it (the CLI and the flow print it without a traceback)."""
+
+
+# librdkafka's error names for credentials and certificates a cluster refused
+_REFUSED = {"_AUTHENTICATION": "authentication failed", "_SSL": "TLS failed", "SASL_AUTHENTICATION_FAILED":
+            "authentication failed", "TOPIC_AUTHORIZATION_FAILED": "not authorized",
+            "CLUSTER_AUTHORIZATION_FAILED": "not authorized"}
+
+
+def require_kafka(settings: Settings, timeout: float = 5.0) -> set[str]:
+    """The cluster's topic names, or a `SetupError` within about `timeout` seconds: nothing answers
+    at the bootstrap servers, or it refused our credentials or certificates."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    refused: list[str] = []
+
+    def on_error(error: Any) -> None:
+        if error.name() in _REFUSED:
+            refused.append(f"{_REFUSED[error.name()]}: {error.str()}")
+
+    admin = AdminClient(admin_config(settings, error_cb=on_error))
+    servers = settings.kafka.bootstrap_servers
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as error:
+        if refused:
+            raise SetupError(f"Kafka at {servers} refused paystream: {refused[0]}; check kafka.client "
+                             f"(security.protocol, sasl.username/password, ssl.ca.location)") from None
+        raise SetupError(f"no Kafka answers at {servers} ({error.args[0].str()}): start the local one with "
+                         f"`paystream kafka up`, or set kafka.bootstrap_servers") from None
+    return set(metadata.topics)
+
+
+def require_topics(settings: Settings, names: list[str] | tuple[str, ...], timeout: float = 5.0) -> None:
+    """`require_kafka`, then a `SetupError` naming the topics of `names` that do not exist."""
+    deadline = time.monotonic() + timeout
+    while True:
+        existing = require_kafka(settings, timeout)
+        missing = [name for name in names if name not in existing]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # a topic just created may reach this broker's metadata a moment later
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise SetupError(f"{len(missing)} topic(s) missing at {settings.kafka.bootstrap_servers}: {shown}; "
+                         f"create them with `paystream topics create`")

@@ -48,9 +48,11 @@ class TopicSettings(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class SingleLimitRule(Struct, kw_only=True, forbid_unknown_fields=True):
-    """Decline a debit above the customer's `single_limit` (`single_limit_exceeded`)."""
+    """Decline a debit above the customer's `single_limit` (`single_limit_exceeded`), or above
+    `max_amount` for every customer when it is set (> 0): a bank-wide cap, e.g. for a backtest."""
 
     enabled: bool = True
+    max_amount: int = 0  # minor units; 0: no cap beyond the customer's own limit
 
 
 class DailyLimitRule(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -154,6 +156,15 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     # a changelog record above this many bytes is logged and counted (state/codec.py); by
     # design none passes 256 KiB: a large account's record is split into pages (operators/account_codec.py)
     changelog_record_warn_bytes: int = 64 * 1024
+    # each process serves /metrics, /health/live and /health/ready here (connectors/health.py);
+    # port 0: no server. Several local processes need one port each (the runner gives them).
+    http_host: str = "127.0.0.1"
+    http_port: int = 9310
+    # every process's host:port, comma-separated: where an interactive query (GET /accounts/ID)
+    # is forwarded when this process does not own the account's task (`paystream run` sets it)
+    http_peers: str = ""
+    # /health/ready fails while a task has work and has committed nothing for this long
+    ready_commit_bound_ms: int = 30_000
 
 
 class Settings(Struct, kw_only=True, forbid_unknown_fields=True):

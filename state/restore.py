@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from paystream import clients, logs
+from paystream import clients, logs, metrics
 from paystream.settings import Settings
 from state.codec import META_PREFIX, Codec, configure
 
@@ -104,12 +104,14 @@ def restore_store(
     # An uncompacted changelog holds one record per account per commit that changed it:
     # keep only the latest raw value per key while reading, and decode each value once.
     latest: dict[bytes, bytes | None] = dict(snapshot) if snapshot else {}
+    progress = metrics.RESTORED_RECORDS.labels(topic)
 
     def fold(batch: list[Message]) -> None:
         nonlocal seen, last_report
         # `key()` is typed Optional: a record of the (compacted) changelog always has one
         latest.update([(message.key(), message.value()) for message in batch])  # type: ignore[misc]
         seen += len(batch)
+        progress.inc(len(batch))
         now = time.perf_counter()
         if now - last_report >= 2.0:
             log.info("restoring", records=seen, keys_per_s=int(seen / (now - started)))
@@ -122,6 +124,7 @@ def restore_store(
         del latest[key]
     codec.apply(latest, data)  # in bulk: one C call decodes 50,000 values at a time
     seconds = time.perf_counter() - started
+    metrics.RESTORE_SECONDS.labels(topic).observe(seconds)
     result = RestoreResult(seen, len(data), next_offset, seconds, meta, image)
     log.info("restored", records=seen, accounts=len(data), from_offset=start_offset,
              next_offset=next_offset, seconds=round(seconds, 3), keys_per_s=int(result.keys_per_second))

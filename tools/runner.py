@@ -101,7 +101,10 @@ class FlowProcesses:
             self._addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(self.count))
         env = settings_environment(self.settings)
         env.update(self.extra_env)
+        env["PAYSTREAM_ENGINE__HTTP_PEERS"] = ",".join(
+            f"127.0.0.1:{self.http_port(index)}" for index in range(self.count) if self.http_port(index))
         for index in range(self.count):
+            env["PAYSTREAM_ENGINE__HTTP_PORT"] = str(self.http_port(index))
             output: IO[bytes] | int = subprocess.DEVNULL
             if self.log_dir:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +114,11 @@ class FlowProcesses:
             self.procs[index] = subprocess.Popen(self._command(index), cwd=self.cwd, env=env,
                                                  stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         self.starts += 1
+
+    def http_port(self, index: int) -> int:
+        """Where process `index` serves its metrics and health: `engine.http_port` + index (0: none)."""
+        base = self.settings.engine.http_port
+        return base + index if base > 0 else 0
 
     def alive(self) -> list[bool]:
         return [p is not None and p.poll() is None for p in self.procs]

@@ -245,7 +245,9 @@ class ReferenceModel:
         """Stage 5, for debits: every limit or funds rule that fails, in RULES.md order."""
         customer = self.customers.get(command.account)
         failures = []
-        if self.rules.single_limit.enabled and customer is not None and command.amount > customer.single_limit:
+        single = self.rules.single_limit
+        capped = single.max_amount > 0 and command.amount > single.max_amount
+        if single.enabled and customer is not None and (command.amount > customer.single_limit or capped):
             failures.append("single_limit_exceeded")
         if self.rules.daily_limit.enabled and customer is not None:
             window = self.rules.daily_limit.window_ms

@@ -6,7 +6,7 @@ dataclass or mapping with the same shape: `audit_rules`). Every field is require
 ones are refused: a rule the engine gains and the auditor does not model stops the audit with
 a clear error instead of being silently ignored.
 
->>> rules = audit_rules({"single_limit": {"enabled": True},
+>>> rules = audit_rules({"single_limit": {"enabled": True, "max_amount": 0},
 ...     "daily_limit": {"enabled": True, "window_ms": 86_400_000},
 ...     "velocity": {"enabled": True, "max_authorizations": 5, "window_ms": 600_000},
 ...     "impossible_travel": {"enabled": True, "max_speed_kmh": 1000}, "customer": {"enabled": True},
@@ -26,6 +26,11 @@ from msgspec import Struct
 
 class Switch(Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool
+
+
+class SingleLimit(Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool
+    max_amount: int  # 0: the customer's own limit only
 
 
 class DailyLimit(Struct, frozen=True, forbid_unknown_fields=True):
@@ -56,7 +61,7 @@ class EventTime(Struct, frozen=True, forbid_unknown_fields=True):
 class AuditRules(Struct, frozen=True, forbid_unknown_fields=True):
     """The seven rules and the event-time bound, as the reference model applies them (docs/RULES.md)."""
 
-    single_limit: Switch
+    single_limit: SingleLimit
     daily_limit: DailyLimit
     velocity: Velocity
     impossible_travel: ImpossibleTravel

@@ -14,13 +14,15 @@ import sys
 from paystream.settings import SettingsError
 
 # sub-command modules, in the order `--help` lists them
-COMMANDS = ("demo", "kafka", "topics", "generate", "run", "report", "model", "verify", "chaos", "bench")
+COMMANDS = ("demo", "kafka", "topics", "generate", "run", "status", "balance", "report", "model", "backtest", "verify",
+            "chaos", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paystream",
                                      description="Exactly-once payment processing on Bytewax and Kafka.")
     parser.add_argument("--config", help="a TOML settings file (default: $PAYSTREAM_CONFIG)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -39,15 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from paystream import logs
+    from paystream import clients, logs
 
     try:
         from paystream import settings
 
         args.settings = settings.load(args.config)
         logs.configure(args.settings)
+        if getattr(args, "needs_kafka", False):
+            clients.require_kafka(args.settings)  # one line within seconds, not a hang
         return int(args.func(args) or 0)
-    except SettingsError as error:
+    except (SettingsError, clients.SetupError) as error:
+        if args.debug:
+            raise
         print(f"paystream: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

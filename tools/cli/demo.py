@@ -28,7 +28,7 @@ def _step(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deploy.local import cluster
-    from tools import runner, topics
+    from tools import runner, status, topics
     from tools.cli.generate import produce_traffic, summary_table
     from tools.report import report
 
@@ -55,9 +55,13 @@ def run(args: argparse.Namespace) -> int:
     procs.start()
     try:
         runner.wait_until_caught_up(settings, args.payments, timeout=3600, procs=procs)
+        seconds = time.monotonic() - clock
+        port = procs.http_port(0)
+        if port:
+            _step(f"what the engine says about itself (http://127.0.0.1:{port}/metrics, /health/ready)")
+            print(status.status_text("127.0.0.1", port, args.processes, interval=0)[0])
     finally:
         procs.stop()
-    seconds = time.monotonic() - clock
     print(f"{args.payments:,} payments committed in {seconds:.1f} s = {args.payments / seconds:,.0f} payments/s "
           f"(process start, task fencing and restore included); worker logs in .paystream/logs/")
     _step("what happened")

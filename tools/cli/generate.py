@@ -42,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
                         help='write {"topic", "key", "value"} lines to FILE instead of Kafka '
                              "(for `paystream model --input`)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=handler)
+    parser.set_defaults(func=handler, needs_kafka=True)
 
 
 def handler(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=handler)
 
 
-def _inputs_from_file(path: str, partitions: int) -> tuple[list[Any], list[Any]]:
+def inputs_from_file(path: str, partitions: int) -> tuple[list[Any], list[Any]]:
     """Customer rows and payments records from a JSONL file; payments get the partition and
     offset Kafka's default partitioner would give them."""
     from verify.render import partition_of
@@ -95,7 +95,7 @@ def handler(args: argparse.Namespace) -> int:
 
     settings = args.settings
     if args.input:
-        customers, payments = _inputs_from_file(args.input, settings.kafka.partitions)
+        customers, payments = inputs_from_file(args.input, settings.kafka.partitions)
         partitions = None  # the file has no partitions: nothing can be misrouted
     else:
         from verify.readback import partition_count, read_topics

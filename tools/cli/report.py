@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="summarize the committed outputs and check them against the model")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_kafka=True)
 
 
 def run(args: argparse.Namespace) -> int:

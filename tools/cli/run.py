@@ -15,15 +15,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="stop once this many payments and every credit are committed")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--log-dir", default=".paystream/logs")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_kafka=True)
 
 
 def run(args: argparse.Namespace) -> int:
     import msgspec
 
+    from connectors.topology import check_topology
+    from flows.payments import PAYMENTS
     from tools import runner
 
     settings = args.settings
+    check_topology(settings, PAYMENTS)  # a missing topic or a wrong partition count: one line, now
     if args.epoch_ms:
         settings = msgspec.structs.replace(
             settings, engine=msgspec.structs.replace(settings.engine, epoch_interval_ms=args.epoch_ms))

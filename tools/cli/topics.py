@@ -16,10 +16,10 @@ def add_parser(subparsers: Any) -> None:
     create.add_argument("--app", default=None, metavar="MODULE:APP",
                         help="the topics of this application (module:ATTRIBUTE or file.py:ATTRIBUTE; "
                              "default: the payment engine)")
-    create.set_defaults(func=handle_create)
+    create.set_defaults(func=handle_create, needs_kafka=True)
     describe = actions.add_parser("describe",
                                   help="a table of partitions, replication, min.insync.replicas, cleanup and retention")
-    describe.set_defaults(func=handle_describe)
+    describe.set_defaults(func=handle_describe, needs_kafka=True)
 
 
 def handle_create(args: argparse.Namespace) -> int:

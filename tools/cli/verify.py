@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -23,7 +24,7 @@ def add_parser(subparsers: Any) -> None:
                         help="seconds between audits with --follow (default 30)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="with --follow: serve Prometheus metrics on this port (/metrics)")
-    parser.set_defaults(func=handler)
+    parser.set_defaults(func=handler, needs_kafka=True)
 
 
 def _audit_once(args: argparse.Namespace) -> Any:
@@ -53,6 +54,16 @@ def _report(args: argparse.Namespace, result: Any) -> None:
     if args.json:
         with open(args.json, "w") as out:
             json.dump(result.to_json(), out, indent=2)
+    remember(result)
+
+
+LAST_RESULT = Path(".paystream/verify-last.json")
+
+
+def remember(result: Any) -> None:
+    """Keep the latest result (with when it was taken) for `paystream status`."""
+    LAST_RESULT.parent.mkdir(parents=True, exist_ok=True)
+    LAST_RESULT.write_text(json.dumps({"at": time.time(), "ok": result.ok, "counts": result.counts}))
 
 
 def handler(args: argparse.Namespace) -> int:

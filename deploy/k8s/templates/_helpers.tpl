@@ -80,13 +80,24 @@ are printed as integers: Helm reads YAML numbers as floats and would print 60480
 {{- end }}
 {{- end }}
 
-{{/* The ConfigMap's data: the settings, and the snapshot directory on the pod's volume. */}}
+{{/*
+The ConfigMap's data: the settings, the snapshot directory on the pod's volume, and the engine's
+HTTP server (metrics and probes) on every interface of the pod at metrics.port.
+*/}}
 {{- define "paystream.configData" -}}
-{{- if hasKey (.Values.config.engine | default dict) "snapshot_dir" }}
+{{- $engine := .Values.config.engine | default dict }}
+{{- if hasKey $engine "snapshot_dir" }}
 {{- fail "config.engine.snapshot_dir is set by the chart to persistence.mountPath; set that instead" }}
+{{- end }}
+{{- range $field := list "http_host" "http_port" }}
+{{- if hasKey $engine $field }}
+{{- fail (printf "config.engine.%s is set by the chart (0.0.0.0:metrics.port); set metrics.port instead" $field) }}
+{{- end }}
 {{- end }}
 {{- include "paystream.settingsEnv" (dict "prefix" "PAYSTREAM" "node" .Values.config) }}
 PAYSTREAM_ENGINE__SNAPSHOT_DIR: {{ printf "%s/snapshots" .Values.persistence.mountPath | quote }}
+PAYSTREAM_ENGINE__HTTP_HOST: "0.0.0.0"
+PAYSTREAM_ENGINE__HTTP_PORT: {{ int .Values.metrics.port | toString | quote }}
 {{- end }}
 
 {{/* The Secret's data: each credential as PAYSTREAM_KAFKA__CLIENT__<librdkafka property>, base64. */}}
