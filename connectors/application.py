@@ -122,6 +122,9 @@ class Application:
     internal: tuple[str, ...] = ()
     stores: tuple[StoreSpec, ...] = ()
     tables: Mapping[str, TableLoader] = field(default_factory=dict)
+    table_topics: Mapping[str, str] = field(default_factory=dict)  # table -> the topic it follows (created, checked)
+    # a table's stand-in where nothing follows Kafka (the test driver, backtests), if it has one
+    table_defaults: Mapping[str, TableLoader] = field(default_factory=dict)
     dead_letters: str = "dlq"  # where `Context.dead_letter` writes (an output, added to `outputs`)
     counts: Mapping[str, CountMetric] = field(default_factory=dict)  # the processor's counts as metrics
     queries: Mapping[str, Query] = field(default_factory=dict)  # GET /{name}/{key} (connectors/queries.py)
@@ -169,6 +172,23 @@ class Application:
     def task_topics(self, settings: Settings) -> tuple[str, ...]:
         """The topics partition p of which belongs to task p: inputs and changelogs."""
         return (*self.input_topics(settings), *self.changelog_topics(settings))
+
+    def table_topic_names(self, settings: Settings) -> tuple[str, ...]:
+        """The topics the global tables follow (they must exist before a task opens)."""
+        return tuple(self.topic(settings, name) for name in self.table_topics.values())
+
+    def with_default_tables(self, settings: Settings, given: Mapping[str, Mapping[str, Any]]
+                            ) -> dict[str, Mapping[str, Any]]:
+        """`given`, plus the stand-in of every table not given that has one; a table with neither
+        is an error naming it."""
+        tables = dict(given)
+        for name, default in self.table_defaults.items():
+            if name not in tables:
+                tables[name] = default(settings)
+        missing = set(self.tables) - set(tables)
+        if missing:
+            raise ValueError(f"application {self.name} joins tables it was not given: {', '.join(sorted(missing))}")
+        return tables
 
     def load_tables(self, settings: Settings) -> dict[str, Mapping[str, Any]]:
         """Every global table, loaded (and followed) once per process."""

@@ -69,6 +69,11 @@ class Context:
             raise KeyError(f"application {self.app.name}: no table {name!r} (tables: "
                            f"{', '.join(self._tables) or 'none'})") from None
 
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The names of the global tables this task can read."""
+        return tuple(self._tables)
+
     def topic(self, name: str) -> str:
         """The Kafka topic of a declared output or internal topic (as the settings name it)."""
         try:

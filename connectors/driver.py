@@ -79,10 +79,7 @@ class Driver:
                  tables: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.app = app
         self.settings = settings if settings is not None else load(environ={})
-        self.tables: Mapping[str, Mapping[str, Any]] = {} if tables is None else tables
-        missing = set(app.tables) - set(self.tables)
-        if missing:
-            raise ValueError(f"application {app.name} joins tables the driver was not given: {', '.join(missing)}")
+        self.tables = app.with_default_tables(self.settings, {} if tables is None else tables)
         self.partitions = self.settings.kafka.partitions
         self.inputs = app.input_topics(self.settings)
         self._log: dict[tuple[str, int], list[InboundRecord]] = defaultdict(list)  # every input record

@@ -101,6 +101,8 @@ class TaskCollector:
         table_keys = GaugeMetricFamily("paystream_table_keys", "Rows in a global table", labels=["table"])
         table_age = GaugeMetricFamily("paystream_table_age_seconds",
                                       "Seconds since a global table last applied a change", labels=["table"])
+        table_version = GaugeMetricFamily("paystream_table_version",
+                                          "The version in force of a versioned table (the rules)", labels=["table"])
         states: Counter[str] = Counter()
         counts: Counter[tuple[str, ...]] = Counter()
         families: dict[str, CountMetric] = {"dlq": DEAD_LETTERS}
@@ -138,7 +140,10 @@ class TaskCollector:
             age = getattr(table, "age_seconds", None)
             if age is not None:
                 table_age.add_metric([name], age())
-        yield from (tasks, inputs, lag, commits, keys, restored, opened, table_keys, table_age)
+            version = getattr(table, "version", None)
+            if isinstance(version, int):
+                table_version.add_metric([name], version)
+        yield from (tasks, inputs, lag, commits, keys, restored, opened, table_keys, table_age, table_version)
         yield from _count_families(counts, families)
         largest = GaugeMetricFamily("paystream_changelog_record_max_bytes",
                                     "The largest changelog record value this process wrote")

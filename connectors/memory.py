@@ -68,7 +68,7 @@ class MemoryTasks:
     def __init__(self, settings: Settings, app: Application, tables: Mapping[str, Mapping[str, Any]]) -> None:
         self.settings = settings
         self.app = app
-        self.tables = tables
+        self.tables = app.with_default_tables(settings, tables)
         self.committed: dict[str, list[Record]] = defaultdict(list)
         self.offsets: dict[tuple[str, int], int] = {}
         self.state: dict[tuple[str, str], dict[str, Any]] = {}  # (task, store) → its values

@@ -61,7 +61,7 @@ def check_topology(settings: Settings, app: Application, timeout: float = 30.0) 
     output topic exists; returns their ids."""
     task_topics = app.task_topics(settings)
     names = list(dict.fromkeys([*task_topics, *app.output_topics(settings)]))
-    clients.require_topics(settings, names)  # one line within seconds, not a minute of retries
+    clients.require_topics(settings, [*names, *app.table_topic_names(settings)])  # one line within seconds
     admin = AdminClient(clients.admin_config(settings))
     expected = settings.kafka.partitions
     ids: dict[str, str] = {}

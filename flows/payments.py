@@ -26,6 +26,7 @@ from operators.accounts import AccountState, balance_view
 from operators.task import TaskProcessor
 from paystream.settings import Settings
 from state.customers import global_table
+from state.rules_table import RuleVersions, rules_table
 
 if TYPE_CHECKING:
     from connectors.bytewax_io import TaskBatch
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 def payment_processor(context: Context) -> TaskProcessor:
     """The domain core of one task over its store of accounts (changed in place, marked in the store)."""
     accounts = context.store("accounts")
-    return TaskProcessor(context.settings, context.table("customers"), accounts.data, accounts.changed)
+    return TaskProcessor(context.settings, context.table("customers"), accounts.data, accounts.changed,
+                         context.table("rules"))  # type: ignore[arg-type]  # the rules table has `current()`
 
 
 PAYMENTS = Application(
@@ -45,7 +47,9 @@ PAYMENTS = Application(
     outputs=("decisions", "ledger", "balances", "alerts", "completed"),
     dead_letters="dlq",
     stores=(StoreSpec("accounts", AccountState, ACCOUNT_CODEC),),  # large accounts paged (operators.account_codec)
-    tables={"customers": global_table},  # followed from `customer-status`
+    tables={"customers": global_table, "rules": rules_table},  # followed from `customer-status`, `paystream-rules`
+    table_topics={"customers": "customers", "rules": "rules"},
+    table_defaults={"rules": lambda settings: RuleVersions(settings.rules)},  # no change published: configured
     queries={"accounts": Query("accounts", balance_view)},  # GET /accounts/{id}: the live balance
     counts={  # operators.task.TaskProcessor.counts, exported to Prometheus
         "decision": CountMetric("paystream_decisions", "Payment decisions by outcome", ("outcome",)),

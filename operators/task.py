@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Protocol
+
+from msgspec.structs import replace
 
 from operators.accounts import AccountState
 from operators.payments import apply_credit, decide
 from paystream.partitioning import partition_for
 from paystream.records import NO_TIMESTAMP, InboundRecord, OutboundRecord
-from paystream.settings import Settings
+from paystream.settings import RuleSettings, Settings
 from paystream.wire import (
     CustomerStatus,
     Malformed,
@@ -29,6 +31,12 @@ from paystream.wire import (
     encode,
     redact_pans,
 )
+
+
+class RulesInForce(Protocol):
+    """Where a task reads the rules in force (`state.rules_table.RuleVersions`)."""
+
+    def current(self) -> tuple[int, RuleSettings]: ...
 
 
 class MisroutedCredit(ValueError):
@@ -44,17 +52,18 @@ _DECISION_COUNTS: Final = {decision: ("decision", decision) for decision in ("ap
 class TaskProcessor:
     """Decides the commands and applies the credits of one partition, in order."""
 
-
     def __init__(self, settings: Settings, customers: Mapping[str, CustomerStatus], accounts: dict[str, AccountState],
-                 changed: set[str] | None = None) -> None:
+                 changed: set[str] | None = None, rules: RulesInForce | None = None) -> None:
         """`accounts`: the task's accounts (changed in place); `changed`: where to mark the accounts
-        changed (the task's store's set of changed keys; a new set if not given)."""
+        changed (the task's store's set of changed keys; a new set if not given); `rules`: where the
+        rules in force come from, read once per batch (default: the configured rules, version 0)."""
         self.settings = settings
         self.customers = customers
         self.accounts = accounts
         self.changed: set[str] = set() if changed is None else changed
         self.counts: Counter[tuple[str, ...]] = Counter()
         self._rules = settings.rules
+        self._rules_in_force = rules
         topics = settings.topics
         self._payments = topics.payments
         self._decisions = topics.decisions
@@ -81,7 +90,8 @@ class TaskProcessor:
         payments, credits = self._payments, self._credits
         decisions, ledger_topic, balances, alerts_topic, completed_topic = (
             self._decisions, self._ledger, self._balances, self._alerts, self._completed)
-        accounts, customers, rules, counts = self.accounts, self.customers, self._rules, self.counts
+        accounts, customers, counts = self.accounts, self.customers, self.counts
+        rules_version, rules = (0, self._rules) if self._rules_in_force is None else self._rules_in_force.current()
         home_partition, partitions, mark_changed = self._home_partition, self._partitions, self.changed.add
         max_skew, max_lateness = self._max_skew, self._max_lateness
         for record in records:
@@ -121,6 +131,8 @@ class TaskProcessor:
             if decision is None:
                 counts[_DUPLICATE_COUNT] += 1
                 continue
+            if rules_version:
+                decision = replace(decision, rules_version=rules_version)
             mark_changed(account_id)
             append((decisions, key, encode(decision), None))
             counts[_DECISION_COUNTS[decision.decision]] += 1

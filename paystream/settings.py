@@ -42,6 +42,8 @@ class TopicSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     alerts: str = "fraud-alerts"
     completed: str = "payment-completed"
     dlq: str = "payments-dlq"
+    # rules changed while the engine runs (compacted, one partition, key `rules`): `paystream rules set`
+    rules: str = "paystream-rules"
 
     def outputs(self) -> list[str]:
         return [self.decisions, self.ledger, self.balances, self.alerts, self.completed, self.dlq]
@@ -165,6 +167,32 @@ class EngineSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     http_peers: str = ""
     # /health/ready fails while a task has work and has committed nothing for this long
     ready_commit_bound_ms: int = 30_000
+
+
+# What a published rules change may set (`paystream rules set`): thresholds and switches. Windows,
+# the duplicate horizon and the event-time bounds stay as configured: the accounts' state keeps
+# what those windows need, so they cannot change under a running engine.
+MUTABLE_RULES: dict[str, tuple[str, ...]] = {
+    "single_limit": ("enabled", "max_amount"), "daily_limit": ("enabled",),
+    "velocity": ("enabled", "max_authorizations"), "impossible_travel": ("enabled", "max_speed_kmh"),
+    "customer": ("enabled",), "funds": ("enabled",),
+}
+
+
+def live_rules(configured: RuleSettings, published: RuleSettings) -> RuleSettings:
+    """The rules in force: `published`'s thresholds and switches (`MUTABLE_RULES`), everything
+    else as `configured`.
+
+    >>> live = live_rules(RuleSettings(), msgspec.convert({"velocity": {"max_authorizations": 2,
+    ...                   "window_ms": 1}}, RuleSettings))
+    >>> live.velocity.max_authorizations, live.velocity.window_ms
+    (2, 600000)
+    """
+    sections = {}
+    for section, fields in MUTABLE_RULES.items():
+        changes = {name: getattr(getattr(published, section), name) for name in fields}
+        sections[section] = msgspec.structs.replace(getattr(configured, section), **changes)
+    return msgspec.structs.replace(configured, **sections)
 
 
 class Settings(Struct, kw_only=True, forbid_unknown_fields=True):

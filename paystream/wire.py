@@ -19,6 +19,8 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from paystream.settings import RuleSettings
+
 WIRE_VERSION: Final = 1
 
 PositiveAmount = Annotated[int, Meta(gt=0, le=10**15)]
@@ -215,6 +217,8 @@ class PaymentDecision(Struct, frozen=True, kw_only=True, gc=False):
 
     `seq` (added to v1) is the account's event sequence number: the position of this
     command among everything that changed or was decided on the account, credits included.
+    `rules_version` (added to v1) is the version of `paystream-rules` the decision was made
+    under (0: the configured rules; no change published yet).
     """
 
     v: int = WIRE_VERSION
@@ -228,6 +232,7 @@ class PaymentDecision(Struct, frozen=True, kw_only=True, gc=False):
     reasons: list[str]
     source: SourcePosition
     seq: int
+    rules_version: int = 0
 
 
 class LedgerEntry(Struct, frozen=True, kw_only=True, gc=False):
@@ -241,6 +246,41 @@ class LedgerEntry(Struct, frozen=True, kw_only=True, gc=False):
     amount: int
     currency: str
     ts: int
+
+
+class RulesChange(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`paystream-rules` (compacted, one partition, key `rules`): the rules in force from the
+    moment an engine process reads it, as a whole. `version` grows with every change; only the
+    thresholds and switches of `settings.MUTABLE_RULES` take effect (windows stay as configured).
+    `at`: when it was published (ms); `note`: why, for the next person."""
+
+    v: Literal[1] = 1
+    version: Annotated[int, Meta(gt=0)]
+    rules: RuleSettings
+    at: EpochMillis = 0
+    note: Annotated[str, Meta(max_length=1_000)] = ""
+
+
+RULES_KEY: Final = b"rules"
+_rules_decoder = msgspec.json.Decoder(RulesChange)
+
+
+def decode_rules(value: bytes | None) -> RulesChange | Malformed:
+    """One `paystream-rules` record, or why it cannot be used (never raises).
+
+    >>> decode_rules(b'{"v":1,"version":2,"rules":{"velocity":{"max_authorizations":3}}}').version
+    2
+    >>> decode_rules(b'{"v":1,"version":0,"rules":{}}').reason
+    'invalid_value'
+    """
+    if value is None:
+        return Malformed("empty_value", "a rules record without a value")
+    try:
+        return _rules_decoder.decode(value)
+    except msgspec.ValidationError as error:
+        return Malformed("invalid_value", str(error))
+    except msgspec.DecodeError as error:
+        return Malformed("not_json", str(error))
 
 
 class Balance(Struct, frozen=True, kw_only=True, gc=False):

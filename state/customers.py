@@ -16,26 +16,21 @@ engine stops and restarts instead of deciding on a frozen table.
 from __future__ import annotations
 
 import re
-import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Final
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-
-from paystream import clients, logs
+from paystream import logs
 from paystream.settings import Settings
 from paystream.wire import CustomerStatus, Malformed, decode_customer, mask_pan, redact_pans
+from state.followed import FollowedTopic, shared
 
 # How much of a key or decoder error a warning shows: enough to find the record, no more.
 _SHOWN_CHARS: Final = 200
 # `redact_pans` masks quoted card numbers (JSON); keys and decoder errors show them bare or in
 # single quotes (`Invalid enum value '4111…'`, `b'4111…'`), so any long digit run is masked too.
 _DIGIT_RUN: Final = re.compile(r"\d{13,}")
-# After a consumer error raised by `consume`, wait before retrying instead of spinning on it.
-_ERROR_BACKOFF_S: Final = 1.0
 
 
 def _redacted(raw: bytes | str) -> str:
@@ -119,120 +114,19 @@ class CustomerTable(Mapping[str, CustomerStatus]):
         )
 
 
-class GlobalCustomerTable(CustomerTable):
-    """A `CustomerTable` loaded from Kafka to its end, then followed in a daemon thread."""
+class GlobalCustomerTable(CustomerTable, FollowedTopic):
+    """A `CustomerTable` loaded from Kafka to its end, then followed in a daemon thread (`FollowedTopic`)."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__()
-        self._settings = settings
-        self._log = logs.get("customers")
-        self._failure: BaseException | None = None
-        self._closing = threading.Event()
-        self._consumer = Consumer(
-            clients.consumer_config(settings, f"{settings.engine.app_id}-customers-{uuid.uuid4().hex[:8]}",
-                                    **{"enable.partition.eof": True})
-        )
-        topic = settings.topics.customers
-        metadata = self._consumer.list_topics(topic, timeout=30).topics[topic]
-        if metadata.error is not None:
-            raise RuntimeError(f"cannot read {topic}: {metadata.error}")
-        partitions = [TopicPartition(topic, p, -2) for p in metadata.partitions]  # -2: beginning
-        self._consumer.assign(partitions)
-        self._load_to_end(len(partitions))
-        self._thread = threading.Thread(target=self._run_follower, name="customer-table", daemon=True)
-        self._thread.start()
+        CustomerTable.__init__(self)
+        FollowedTopic.__init__(self, settings, settings.topics.customers, "customer-table")
 
-    def check(self) -> None:
-        """Raise if the follower thread stopped: the table is frozen, so nothing may be decided on it.
-
-        Call it before each batch of decisions; the raise stops the worker, and its restart
-        loads the table afresh.
-        """
-        if self._thread.is_alive():
-            return
-        cause = self._failure
-        if cause is None:
-            why = "the table was closed" if self._closing.is_set() else "the thread ended"
-            raise RuntimeError(f"customer table follower stopped: {why}")
-        raise RuntimeError(f"customer table follower stopped: {cause!r}") from cause
-
-    def follower_alive(self) -> bool:
-        """Whether the follower thread still runs (`check()` raises when it does not)."""
-        return self._thread.is_alive()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop following and close the consumer (orderly shutdown, tests); `check()` then raises."""
-        self._closing.set()
-        self._thread.join(timeout)
-
-    def _load_to_end(self, partitions: int) -> None:
-        started = time.perf_counter()
-        at_end: set[int | None] = set()  # `Message.partition()` is typed Optional
-        while len(at_end) < partitions:
-            for message in self._consumer.consume(10_000, timeout=0.05):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(message.partition())
-                        continue
-                    raise RuntimeError(f"reading customer-status: {error}")
-                self.apply(message.key(), message.value(), message.partition(), message.offset())
+    def loaded(self, seconds: float) -> None:
         self._applied_at = time.monotonic()
         self._log.info("customer table loaded", customers=len(self), skipped=self.malformed,
-                       seconds=round(time.perf_counter() - started, 3))
-
-    def _consume(self, timeout: float) -> list[Message]:
-        """One fetch for the follower (the seam where tests inject consumer errors)."""
-        return self._consumer.consume(1_000, timeout=timeout)
-
-    def _run_follower(self) -> None:
-        """The follower thread's body: whatever ends it is kept for `check()` and logged, never lost."""
-        try:
-            self._follow()
-        except BaseException as error:
-            self._failure = error
-            self._log.error("customer table follower stopped", error=repr(error), exc_info=True)
-        finally:
-            try:
-                self._consumer.close()
-            except Exception as error:  # already closed or broken: the follower is over either way
-                self._log.warning("customer table consumer close failed", error=repr(error))
-
-    def _follow(self) -> None:
-        while not self._closing.is_set():
-            try:
-                messages = self._consume(1.0)
-            except KafkaException as error:
-                self._on_consume_error(error)
-                self._closing.wait(_ERROR_BACKOFF_S)
-                continue
-            for message in messages:
-                failure = message.error()
-                if failure is None:
-                    self.apply(message.key(), message.value(), message.partition(), message.offset())
-                elif failure.code() != KafkaError._PARTITION_EOF:
-                    self._on_consume_error(KafkaException(failure))
-
-    def _on_consume_error(self, error: KafkaException) -> None:
-        """Log a consumer error and go on (librdkafka retries); re-raise a fatal one, which ends the follower.
-
-        An error that is not a `KafkaError` cannot be classified, so it counts as fatal: a
-        stopped worker is loud, a follower looping on an unknown failure is not.
-        """
-        cause = error.args[0] if error.args else None
-        if not isinstance(cause, KafkaError) or cause.fatal():
-            raise error
-        self._log.warning("customer-status consume error", code=cause.name(), error=cause.str())
-
-
-_tables: dict[str, GlobalCustomerTable] = {}
-_lock = threading.Lock()
+                       seconds=round(seconds, 3))
 
 
 def global_table(settings: Settings) -> GlobalCustomerTable:
     """The process's one table for these settings (shared by every task in the process)."""
-    key = f"{settings.kafka.bootstrap_servers}/{settings.topics.customers}"
-    with _lock:
-        if key not in _tables:
-            _tables[key] = GlobalCustomerTable(settings)
-        return _tables[key]
+    return shared(settings, settings.topics.customers, GlobalCustomerTable)

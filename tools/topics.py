@@ -75,14 +75,15 @@ def topic_specs(settings: Settings, app: Application | None = None) -> list[Topi
     partitions = settings.kafka.partitions
     internal = set(app.internal_topics(settings))
     changelogs = app.changelog_topics(settings)
-    compacted = {topics.customers, topics.balances, *changelogs}
+    tables = app.table_topic_names(settings)  # the global tables' topics: reference data, latest value wins
+    compacted = {topics.balances, *tables, *changelogs}
     public = [topic for topic in app.input_topics(settings) if topic not in internal]
-    if app.tables:  # the global tables' topic (the payment engine's customers)
-        public.append(topics.customers)
-    names = list(dict.fromkeys([*public, *app.output_topics(settings), *internal, *changelogs]))
+    names = list(dict.fromkeys([*public, *tables, *app.output_topics(settings), *internal, *changelogs]))
     internal_last = [name for name in names if name not in internal and name not in changelogs] + [
         name for name in names if name in internal or name in changelogs]
-    return [TopicSpec(name, partitions, name in compacted, UNTIL_CONSUMED if name in internal else RETENTION_MS)
+    # one record decides the rules in force: one partition keeps its versions in order
+    return [TopicSpec(name, 1 if name == topics.rules else partitions, name in compacted,
+                      UNTIL_CONSUMED if name in internal else RETENTION_MS)
             for name in internal_last]
 
 

@@ -18,7 +18,7 @@ from msgspec import Struct
 
 from verify import geo
 from verify.model import ModelOutputs, event_time_bounds, replay_engine_order, split_payments
-from verify.rules import audit_rules
+from verify.rules import audit_rules, published_versions
 from verify.validation import Command, InputRecord, classify_customer, customer_table
 
 # ---------------------------------------------------------------------------------------
@@ -43,6 +43,7 @@ class DecisionSeen(Struct, frozen=True, gc=False):
     reasons: list[str]
     source: _Source
     seq: int
+    rules_version: int = 0
 
 
 class LedgerSeen(Struct, frozen=True, gc=False):
@@ -102,6 +103,7 @@ class Snapshot:
     alerts: list[InputRecord] = field(default_factory=list)
     completed: list[InputRecord] = field(default_factory=list)
     dlq: list[InputRecord] = field(default_factory=list)
+    rules: list[InputRecord] = field(default_factory=list)  # the published rule changes, in order
 
 
 # (id, what it means); the ids are the `invariant` label of the metrics and the JSON keys
@@ -238,7 +240,9 @@ def audit(snapshot: Snapshot, rules: object,
     customers = customer_table([(r.key, r.value) for r in snapshot.customers])
     commands, invalid = split_payments(snapshot.payments, snapshot.payment_partitions, event_time_bounds(rules))
     model = replay_engine_order(commands, invalid, customers, rules, distance_km,
-                                credit_order(decisions, balances, commands))
+                                credit_order(decisions, balances, commands),
+                                published_versions(snapshot.rules, rules),
+                                {(d.account, d.payment_id): d.rules_version for d in decisions})
 
     _check_one_decision(findings["1_one_decision"], decisions, model, commands)
     _check_transfer_pairs(findings["2_transfer_pairs"], decisions, ledger, commands)
@@ -248,7 +252,7 @@ def audit(snapshot: Snapshot, rules: object,
     _check_order(findings["6_order"], decisions, balances, commands)
     _compare(findings["model_decisions"], decisions, model.decisions, lambda d: (d.account, d.payment_id),
              lambda d: (d.type, d.amount, d.currency, d.ts, d.decision, tuple(d.reasons),
-                        (d.source.topic, d.source.partition, d.source.offset), d.seq))
+                        (d.source.topic, d.source.partition, d.source.offset), d.seq, d.rules_version))
     _compare(findings["model_ledger"], ledger, model.ledger, lambda e: (e.account, e.entry_id),
              lambda e: (e.payment_id, e.direction, e.amount, e.currency, e.ts))
     _compare_balance_records(findings["model_balances"], balances, model)

@@ -18,7 +18,7 @@ removes): the model does not know when the engine saw a change to it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from msgspec import Struct
@@ -46,6 +46,7 @@ class ExpectedDecision(Struct, frozen=True, kw_only=True, gc=False):
     reasons: tuple[str, ...]
     source: SourcePosition
     seq: int
+    rules_version: int = 0
 
 
 class ExpectedLedgerEntry(Struct, frozen=True, kw_only=True, gc=False):
@@ -158,6 +159,11 @@ class ReferenceModel:
     def __init__(self, rules: object, customers: dict[str, Customer],
                  distance_km: DistanceKm = geo.distance_km) -> None:
         self.rules: AuditRules = audit_rules(rules)
+        self.configured = self.rules
+        # the published rule versions ("0": as configured) and the version the engine says it
+        # decided each (account, payment_id) under: the model decides it under the same rules
+        self.rule_versions: Mapping[str, AuditRules] = {"0": self.rules}
+        self.version_of: Mapping[tuple[str, str], int] = {}
         self.customers = customers
         self.distance_km = distance_km
         self.accounts: dict[str, AccountState] = {}
@@ -296,6 +302,11 @@ class ReferenceModel:
     def decide(self, command: Command) -> OwedCredit | None:
         """Process one command on its account; returns the credit an approved transfer owes."""
         state = self.account(command.account)
+        version = self.version_of.get((command.account, command.payment_id), 0)
+        published = self.rule_versions.get(str(version))
+        if published is None:  # a version never published: decide as configured, and disagree on it
+            version, published = 0, self.configured
+        self.rules = published
         if self._is_duplicate(state, command):
             self.out.duplicates += 1
             return None
@@ -325,7 +336,7 @@ class ReferenceModel:
         self.out.decisions.append(ExpectedDecision(
             payment_id=command.payment_id, account=command.account, type=command.type, amount=command.amount,
             currency=command.currency, ts=command.ts, decision=outcome, reasons=tuple(reasons),
-            source=command.source, seq=state.seq))
+            source=command.source, seq=state.seq, rules_version=version))
         self.out.alerts.extend(alerts)
         if outcome == "approved":
             return self._apply_approved(state, command)
@@ -458,9 +469,15 @@ def run_engine_order(payments: Iterable[InputRecord], customers: dict[str, Custo
 
 def replay_engine_order(commands: list[Command], invalid: list[Invalid], customers: dict[str, Customer],
                         rules: object, distance_km: DistanceKm,
-                        credit_order: dict[str, list[tuple[int, str]]]) -> ModelOutputs:
-    """`run_engine_order` on payments already split by `split_payments`."""
+                        credit_order: dict[str, list[tuple[int, str]]],
+                        rule_versions: Mapping[str, AuditRules] | None = None,
+                        version_of: Mapping[tuple[str, str], int] | None = None) -> ModelOutputs:
+    """`run_engine_order` on payments already split by `split_payments`; each command decided
+    under the rules version the engine says it used (`version_of`, among `rule_versions`)."""
     model = ReferenceModel(rules, customers, distance_km)
+    if rule_versions is not None:
+        model.rule_versions = {"0": model.configured, **rule_versions}
+    model.version_of = version_of or {}
     model.out.dead_letters = invalid
     per_account: dict[str, deque[Command]] = {}
     senders: dict[tuple[str, str], list[str]] = {}  # (recipient, transfer id) -> sender accounts

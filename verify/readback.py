@@ -134,10 +134,12 @@ def read_snapshot(configured: Any) -> Snapshot:
     source = source_of(configured)
     t = source.topics
     roles = ("customers", "payments", "decisions", "ledger", "balances", "alerts", "completed", "dlq")
-    records = read_topics(source, [t[role] for role in roles])
+    rules = t.get("rules")  # the published rule changes (absent from an older deployment's topics)
+    records = read_topics(source, [t[role] for role in roles] + ([rules] if rules else []))
     return Snapshot(
         customers=records[t["customers"]], payments=records[t["payments"]],
         payment_partitions=partition_count(source, t["payments"]),
         decisions=records[t["decisions"]], ledger=records[t["ledger"]], balances=records[t["balances"]],
         alerts=records[t["alerts"]], completed=records[t["completed"]], dlq=records[t["dlq"]],
+        rules=records[rules] if rules else [],
     )

@@ -132,7 +132,7 @@ def argument(args: list[str], flag: str) -> str:
 def values_for(settings: Settings, replicas: int) -> dict[str, Any]:
     """Chart values that point the pods at `settings`' Kafka, topics and app id."""
     tree = msgspec.to_builtins(settings)
-    for field in ("snapshot_dir", "http_host", "http_port"):  # the chart sets them (volume, metrics.port)
+    for field in ("snapshot_dir", "http_host", "http_port", "http_peers"):  # the chart sets them
         del tree["engine"][field]
     return {"replicas": replicas, "config": tree}
 
@@ -249,7 +249,8 @@ def test_the_values_schema_knows_every_setting_and_no_other() -> None:
     import jsonschema
 
     schema = json.loads((CHART / "values.schema.json").read_text())
-    set_by_chart = {("engine", "snapshot_dir"), ("engine", "http_host"), ("engine", "http_port")}
+    set_by_chart = {("engine", "snapshot_dir"), ("engine", "http_host"), ("engine", "http_port"),
+                    ("engine", "http_peers")}
     json_types = {bool: "boolean", int: "integer", str: "string", dict: "object"}
 
     def compare(struct: type[msgspec.Struct], node: dict[str, Any], path: tuple[str, ...]) -> None:
@@ -351,11 +352,16 @@ def test_the_config_map_is_what_paystream_settings_load(helm: Path, tmp_path: Pa
     expected = settings_module.load(environ={}, **values["config"], log_format="json")  # the chart's default
     expected = msgspec.structs.replace(expected,
                                        engine=msgspec.structs.replace(expected.engine, snapshot_dir="/data/snapshots",
-                                                                      http_host="0.0.0.0", http_port=9400),
+                                                                      http_host="0.0.0.0", http_port=9400,
+                                                                      http_peers=loaded.engine.http_peers),
                                        kafka=msgspec.structs.replace(expected.kafka, client={
                                            **expected.kafka.client, "sasl.username": "eu-engine",
                                            "sasl.password": "p@ss=word;"}))
     assert loaded == expected
+    # interactive queries are forwarded to the pod that owns the key: every pod's engine address
+    peers = loaded.engine.http_peers.split(",")
+    assert len(peers) == 2 and all(peer.endswith(":9400") for peer in peers)  # the default 2 replicas
+    assert all(peer.split(".")[0].endswith(f"-{ordinal}") for ordinal, peer in enumerate(peers))
     assert loaded.rules.duplicate.horizon_ms == 1_209_600_000  # not 1.2096e+09
     assert argument(worker(manifests)["args"], "-s") == "2"
     # the snapshot cache is on the claim's volume
@@ -375,7 +381,7 @@ def test_the_chart_defaults_are_paystreams_defaults(helm: Path, tmp_path: Path) 
     # a pod listens on its own IP (probes, Prometheus), not only on loopback
     assert loaded.engine.http_host == "0.0.0.0"
     assert msgspec.structs.replace(loaded.engine, snapshot_dir=defaults.engine.snapshot_dir,
-                                   http_host=defaults.engine.http_host) == defaults.engine
+                                   http_host=defaults.engine.http_host, http_peers="") == defaults.engine
     assert loaded.kafka.partitions == defaults.kafka.partitions
     assert loaded.kafka.bootstrap_servers == "kafka:9092" and loaded.log_format == "json"
 
@@ -391,7 +397,7 @@ def test_a_setting_paystream_does_not_know_is_refused(helm: Path, tmp_path: Path
 
 def test_the_chart_sets_the_engines_address_itself(helm: Path, tmp_path: Path) -> None:
     """With the schema skipped, the templates still refuse the settings the chart owns, saying what to set."""
-    for field in ("snapshot_dir", "http_host", "http_port"):
+    for field in ("snapshot_dir", "http_host", "http_port", "http_peers"):
         command = [str(helm), "template", RELEASE, str(CHART), "--skip-schema-validation",
                    "--set", f"config.engine.{field}=1"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)

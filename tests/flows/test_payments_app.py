@@ -80,3 +80,22 @@ def test_a_crash_after_the_commit_changes_nothing_and_a_resent_command_stays_a_d
     pipe(bank, type="deposit", payment_id="d1", account="A", amount=500)  # re-sent
     bank.step()
     assert decisions(bank) == [("d1", "approved")] and bank.store("A").get("A").posted == 500
+
+
+def test_a_published_rules_change_applies_to_the_commands_after_it_and_each_decision_records_its_version() -> None:
+    from state.rules_table import RuleVersions
+
+    rules = RuleVersions(SETTINGS.rules)
+    bank = Driver(PAYMENTS, SETTINGS, {"customers": CUSTOMERS, "rules": rules})
+    pipe(bank, type="deposit", payment_id="d1", account="A", amount=5_000)
+    pipe(bank, type="authorize", payment_id="a1", account="A", amount=900, auth_id="x1", merchant="m",
+         country="FR")
+    bank.step()
+    rules.apply(b"rules", json.dumps({"v": 1, "version": 1, "rules": {"single_limit": {"max_amount": 500}}}).encode())
+    pipe(bank, type="authorize", payment_id="a2", account="A", amount=900, auth_id="x2", merchant="m",
+         country="FR", ts=2_000)
+    bank.step()
+    made = {body["payment_id"]: (body["decision"], body["reasons"], body["rules_version"])
+            for body in (json.loads(value or b"") for _, value, _ in bank.output("payment-decisions"))}
+    assert made == {"d1": ("approved", [], 0), "a1": ("approved", [], 0),
+                    "a2": ("declined", ["single_limit_exceeded"], 1)}

@@ -55,7 +55,7 @@ def test_a_transfer_writes_decision_ledger_balance_completed_and_a_credit_for_th
         "v": 1, "payment_id": "t1", "account": "A", "type": "transfer", "amount": 300, "currency": "EUR",
         "ts": 1_000, "decision": "approved", "reasons": [],
         "source": {"topic": "payments", "partition": home("A"), "offset": 1},
-        "seq": 2,
+        "seq": 2, "rules_version": 0,
     }
     assert [(key, entry["entry_id"]) for key, entry in out["ledger"]] == [(b"A", "t1:debit"), (b"B", "t1:credit")]
     assert [(key, b["posted"], b["cause"]) for key, b in out["balances"]] == [(b"A", 700, "t1")]

@@ -14,8 +14,8 @@ import sys
 from paystream.settings import SettingsError
 
 # sub-command modules, in the order `--help` lists them
-COMMANDS = ("demo", "kafka", "topics", "generate", "run", "status", "balance", "report", "model", "backtest", "verify",
-            "chaos", "bench")
+COMMANDS = ("demo", "kafka", "topics", "generate", "run", "status", "balance", "rules", "report", "model",
+            "backtest", "verify", "chaos", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

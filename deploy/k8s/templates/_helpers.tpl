@@ -50,6 +50,17 @@ app.kubernetes.io/part-of: paystream
 {{- join ";" $addresses }}
 {{- end }}
 
+{{/* Interactive queries are forwarded to the pod that owns the key: every pod's engine HTTP address, by ","  */}}
+{{- define "paystream.httpPeers" -}}
+{{- $fullname := include "paystream.fullname" . }}
+{{- $host := printf "%s.%s.svc.%s" (include "paystream.workersService" .) .Release.Namespace .Values.clusterDomain }}
+{{- $peers := list }}
+{{- range $i := until (int .Values.replicas) }}
+{{- $peers = append $peers (printf "%s-%d.%s:%d" $fullname $i $host (int $.Values.metrics.port)) }}
+{{- end }}
+{{- join "," $peers }}
+{{- end }}
+
 {{/* Bytewax's `-s`, the epoch length in whole seconds, from config.engine.epoch_interval_ms. */}}
 {{- define "paystream.epochSeconds" -}}
 {{- $ms := int (.Values.config.engine.epoch_interval_ms | default 1000) }}
@@ -89,15 +100,16 @@ HTTP server (metrics and probes) on every interface of the pod at metrics.port.
 {{- if hasKey $engine "snapshot_dir" }}
 {{- fail "config.engine.snapshot_dir is set by the chart to persistence.mountPath; set that instead" }}
 {{- end }}
-{{- range $field := list "http_host" "http_port" }}
+{{- range $field := list "http_host" "http_port" "http_peers" }}
 {{- if hasKey $engine $field }}
-{{- fail (printf "config.engine.%s is set by the chart (0.0.0.0:metrics.port); set metrics.port instead" $field) }}
+{{- fail (printf "config.engine.%s is set by the chart (0.0.0.0:metrics.port, every pod's address); set metrics.port instead" $field) }}
 {{- end }}
 {{- end }}
 {{- include "paystream.settingsEnv" (dict "prefix" "PAYSTREAM" "node" .Values.config) }}
 PAYSTREAM_ENGINE__SNAPSHOT_DIR: {{ printf "%s/snapshots" .Values.persistence.mountPath | quote }}
 PAYSTREAM_ENGINE__HTTP_HOST: "0.0.0.0"
 PAYSTREAM_ENGINE__HTTP_PORT: {{ int .Values.metrics.port | toString | quote }}
+PAYSTREAM_ENGINE__HTTP_PEERS: {{ include "paystream.httpPeers" . | quote }}
 {{- end }}
 
 {{/* The Secret's data: each credential as PAYSTREAM_KAFKA__CLIENT__<librdkafka property>, base64. */}}
