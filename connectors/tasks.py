@@ -322,7 +322,10 @@ class TaskRuntime:
             outbound = outbound + sent if outbound else sent
         meter.records += len(records)
         self.processed += len(records)
-        self.input_counts.update(map(_topic_of, records))
+        if len(self.inputs) == 1:
+            self.input_counts[self.inputs[0].topic] += len(records)
+        else:
+            self.input_counts.update(map(_topic_of, records))
         self._dirty = True
         # the last record of each input partition in the batch gives its next offset
         positions, seen = self.positions, set()

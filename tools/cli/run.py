@@ -15,6 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="stop once this many payments and every credit are committed")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--log-dir", default=".paystream/logs")
+    parser.add_argument("--shadow", metavar="TOML",
+                        help="also run these candidate rules beside the live flow, on *-shadow topics")
     parser.set_defaults(func=run, needs_kafka=True)
 
 
@@ -30,20 +32,38 @@ def run(args: argparse.Namespace) -> int:
     if args.epoch_ms:
         settings = msgspec.structs.replace(
             settings, engine=msgspec.structs.replace(settings.engine, epoch_interval_ms=args.epoch_ms))
-    procs = runner.FlowProcesses(settings, args.processes, args.workers_per_process, log_dir=args.log_dir)
+    flows = [runner.FlowProcesses(settings, args.processes, args.workers_per_process, log_dir=args.log_dir)]
+    shadow = None
+    if args.shadow:
+        from paystream.settings import load
+        from tools import shadow as shadow_mode
+        from tools.topics import create_topics
+
+        shadow = shadow_mode.shadow_settings(settings, load(args.shadow, environ={}).rules)
+        create_topics(shadow)
+        flows.append(runner.FlowProcesses(shadow, args.processes, args.workers_per_process,
+                                          log_dir=f"{args.log_dir}/shadow"))
     started = time.monotonic()
-    procs.start()
-    print(f"paystream: {args.processes} process(es) running {runner.FLOW}; logs in {args.log_dir}/")
+    for procs in flows:
+        procs.start()
+    print(f"paystream: {args.processes} process(es) running {runner.FLOW}; logs in {args.log_dir}/"
+          + ("; the shadow flow (candidate rules) writes to the *-shadow topics" if shadow else ""))
     try:
         if args.until_caught_up is None:
-            while all(procs.alive()):
+            while all(all(procs.alive()) for procs in flows):
                 time.sleep(1.0)
-            print(f"paystream: a worker exited: {procs.returncodes()}")
+            print(f"paystream: a worker exited: {[procs.returncodes() for procs in flows]}")
             return 1
-        runner.wait_until_caught_up(settings, args.until_caught_up, args.timeout, procs)
+        runner.wait_until_caught_up(settings, args.until_caught_up, args.timeout, flows[0])
         seconds = time.monotonic() - started
         print(f"paystream: {args.until_caught_up:,} payments committed in {seconds:.1f} s "
               f"({args.until_caught_up / seconds:,.0f} payments/s, start-up included)")
+        if shadow is not None:
+            from tools import shadow as shadow_mode
+
+            runner.wait_until_caught_up(shadow, args.until_caught_up, args.timeout, flows[1])
+            print(shadow_mode.compare(settings, shadow))
         return 0
     finally:
-        procs.stop()
+        for procs in flows:
+            procs.stop()
