@@ -171,7 +171,7 @@ def _count_families(counts: Counter[tuple[str, ...]], families: Mapping[str, Cou
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Server
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -206,7 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
         return None  # scrapes every few seconds would flood the logs
 
 
-class _Server(ThreadingHTTPServer):
+class Server(ThreadingHTTPServer):
+    """The endpoints above for `registries`, served by `serve_forever` (a thread per request)."""
+
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], registries: Callable[[], Iterable[TaskRegistry]],
@@ -217,7 +219,7 @@ class _Server(ThreadingHTTPServer):
         self.ready_bound_s = settings.engine.ready_commit_bound_ms / 1000
 
 
-_server: _Server | None = None
+_server: Server | None = None
 _lock = threading.Lock()
 
 
@@ -234,7 +236,7 @@ def serve(settings: Settings, registries: Callable[[], Iterable[TaskRegistry]]) 
         if engine.http_port <= 0:
             return None
         try:
-            server = _Server((engine.http_host, engine.http_port), registries, settings)
+            server = Server((engine.http_host, engine.http_port), registries, settings)
         except OSError as error:
             logs.get("http").warning("metrics and health are off: cannot listen", host=engine.http_host,
                                      port=engine.http_port, error=str(error))

@@ -156,7 +156,7 @@ class TaskRuntime:
         self.topology = topology
         self.task_id = task_id
         self.partition = partition_of_task(task_id)
-        self.tables = tables
+        self.tables = app.with_default_tables(settings, tables)  # tests may give only some
         self.log = logs.get("task", task=task_id)
         self.stores: dict[str, ChangeloggedStore] = {}
         for spec in app.stores:

@@ -131,8 +131,20 @@ _FIELD_REASONS: Final = {
 }
 
 
-def _reason_for(error: msgspec.ValidationError) -> str:
-    """Map msgspec's validation message to one stable reason code."""
+def _reason_for(error: msgspec.ValidationError, value: bytes | None = None) -> str:
+    """Map msgspec's validation message to one stable reason code.
+
+    A typed decoder stops at the first field it cannot use, before it has read the rest: a
+    value that is not JSON at all further on (`5<garbage>`, `{"v":2, oops`) is `not_json`,
+    so `value` is checked for well-formed JSON here, on the error path only.
+    """
+    if value is not None:
+        try:
+            msgspec.json.decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return "not_json"
+        except RecursionError:  # nested deeper than a parser goes: judged by what the typed decoder saw
+            pass
     message = str(error)
     path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
     if message.startswith("Object missing required field"):
@@ -159,8 +171,8 @@ def decode_command(key: bytes | None, value: bytes | None) -> Command | Malforme
     try:
         command = _command_decoder.decode(value)
     except msgspec.ValidationError as error:
-        return Malformed(_reason_for(error), str(error))
-    except msgspec.DecodeError as error:
+        return Malformed(_reason_for(error, value), str(error))
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # bad UTF-8 inside a string raises the latter
         return Malformed("not_json", str(error))
     if key is None or key != command.account.encode():
         return Malformed("key_mismatch", f"record key {key!r} is not account {command.account!r}")
@@ -197,8 +209,8 @@ def decode_customer(key: bytes | None, value: bytes | None) -> CustomerStatus | 
     try:
         status = _customer_decoder.decode(value)
     except msgspec.ValidationError as error:
-        return Malformed(_reason_for(error), str(error))
-    except msgspec.DecodeError as error:
+        return Malformed(_reason_for(error, value), str(error))
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # bad UTF-8 inside a string raises the latter
         return Malformed("not_json", str(error))
     if key is not None and key != status.account.encode():
         return Malformed("key_mismatch", f"record key {key!r} is not account {status.account!r}")
@@ -279,7 +291,7 @@ def decode_rules(value: bytes | None) -> RulesChange | Malformed:
         return _rules_decoder.decode(value)
     except msgspec.ValidationError as error:
         return Malformed("invalid_value", str(error))
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # bad UTF-8 inside a string raises the latter
         return Malformed("not_json", str(error))
 
 

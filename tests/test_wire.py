@@ -303,3 +303,14 @@ def test_a_code_with_a_trailing_newline_is_not_a_code(field: str, value: str, re
                "currency": "EUR", "ts": 1, "country": "DE", field: value}
     decoded = decode_command(b"ACC00000001", msgspec.json.encode(command))
     assert isinstance(decoded, Malformed) and decoded.reason == reason
+
+
+@pytest.mark.parametrize("value", [
+    b'{"v":1,"type":"authorize","payment_id":"P1\xe9","account":"A","amount":1,"currency":"EUR","ts":1}',
+    b'{"v":1,"type":"deposit","payment_id":"P\xe9"}',
+    b'{"v":1,"type":"deposit","account":"\xff\xfe"}',
+], ids=["latin1-id", "latin1-partial", "bad-bytes-in-account"])
+def test_invalid_utf8_inside_a_string_is_not_json_and_never_raises(value: bytes) -> None:
+    # found by the hostile-input run: msgspec raises UnicodeDecodeError here, not a DecodeError
+    malformed = decode_command(b"A", value)
+    assert isinstance(malformed, Malformed) and malformed.reason == "not_json"

@@ -413,7 +413,7 @@ def _check_dlq(finding: Finding, snapshot: Snapshot, model: ModelOutputs) -> Non
             finding.violated(f"{where} ({'/'.join(invalid.problems)}): in the DLQ {len(found)} times")
             continue
         reason = (_header(found[0], "dlq.reason") or b"").decode()
-        if not reason or (invalid.reason is not None and reason != invalid.reason):
+        if reason not in invalid.problems:  # the one reason, or one of the codes that all apply
             finding.violated(f"{where}: reason {reason!r}, "
                              f"expected {invalid.reason or 'one of ' + str(invalid.problems)}")
         elif found[0].key != source.key or not _masked_copy(source.value, found[0].value):

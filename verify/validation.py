@@ -195,8 +195,10 @@ def _body_problems(key: bytes | None, value: bytes | None) -> tuple[list[str], d
         return ["empty_value"], None
     try:
         body = msgspec.json.decode(value)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # bad UTF-8 inside a string raises the latter
         return ["not_json"], None
+    except RecursionError:  # nested deeper than a parser goes: not a command, whichever way it is read
+        return ["not_json", "not_an_object"], None
     if not isinstance(body, dict):
         return ["not_an_object"], None
     # the type decides which fields are required, so a bad type is the only problem one can name
@@ -256,7 +258,7 @@ def classify_customer(key: bytes | None, value: bytes | None) -> Customer | None
         return None
     try:
         body = msgspec.json.decode(value)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # bad UTF-8 inside a string raises the latter
         return "not_json"
     if not isinstance(body, dict):
         return "not_an_object"

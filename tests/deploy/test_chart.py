@@ -589,7 +589,7 @@ def launch(manifests: list[Manifest], settings: Settings, root: Path, workdir: P
         command, env = local_pod(manifests, ordinal, addresses, metrics_ports[ordinal], root)
         expected = msgspec.structs.replace(settings, engine=msgspec.structs.replace(
             settings.engine, snapshot_dir=str(root / f"pod-{ordinal}" / "data" / "snapshots"),
-            http_host="127.0.0.1", http_port=metrics_ports[ordinal]))
+            http_host="127.0.0.1", http_port=metrics_ports[ordinal], http_peers=env["PAYSTREAM_ENGINE__HTTP_PEERS"]))
         assert settings_module.load(environ=env) == expected  # the ConfigMap carried every setting
         with open(root / f"{run}-pod-{ordinal}.log", "wb") as log:
             pods.procs.append(subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
@@ -715,3 +715,22 @@ def test_changing_replicas_replaces_every_pod(helm: Path, tmp_path: Path) -> Non
     templates = [one(render(helm, tmp_path, {"replicas": n}), "StatefulSet")["spec"]["template"] for n in (2, 3)]
     assert templates[0] != templates[1]
     assert templates[0]["spec"]["containers"][0]["args"] != templates[1]["spec"]["containers"][0]["args"]
+
+
+def test_the_network_policy_lets_workers_reach_each_other_kafka_and_dns_only(helm: Path, tmp_path: Path) -> None:
+    prometheus = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    manifests = render(helm, tmp_path, {"networkPolicy": {"kafkaPorts": [9093], "metricsFrom": [prometheus]}})
+    policy = one(manifests, "NetworkPolicy")["spec"]
+    pod_labels = one(manifests, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    workers, scrapers = policy["ingress"]
+    assert workers["from"] == [{"podSelector": policy["podSelector"]}]
+    assert {p["port"] for p in workers["ports"]} == {9999, 9310}
+    assert scrapers == {"from": [prometheus], "ports": [{"port": 9310, "protocol": "TCP"}]}
+    to_workers, to_kafka, to_dns = policy["egress"]
+    assert to_workers["to"] == [{"podSelector": policy["podSelector"]}]
+    assert "to" not in to_kafka and to_kafka["ports"] == [{"port": 9093, "protocol": "TCP"}]
+    assert {(p["port"], p["protocol"]) for p in to_dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    disabled = render(helm, tmp_path, {"networkPolicy": {"enabled": False}})
+    assert not [m for m in disabled if m["kind"] == "NetworkPolicy"]

@@ -85,15 +85,15 @@ def test_aborted_transaction_is_invisible_to_read_committed_only(make_settings) 
 
 def test_topics_have_the_configured_layout(make_settings) -> None:
     settings = make_settings(partitions=3)
-    compacted = {settings.topics.customers, settings.topics.balances, settings.changelog_topic}
+    compacted = {settings.topics.customers, settings.topics.balances, settings.changelog_topic, settings.topics.rules}
 
     infos = {info.name: info for info in describe_topics(settings)}
 
     expected = {settings.topics.payments, settings.topics.customers, *settings.topics.outputs(),
-                settings.credits_topic, settings.changelog_topic}
+                settings.credits_topic, settings.changelog_topic, settings.topics.rules}
     assert set(infos) == expected
     for name, info in infos.items():
-        assert info.partitions == 3, name
+        assert info.partitions == (1 if name == settings.topics.rules else 3), name  # one record rules
         assert info.replication_factor == 1, name  # one broker: min(3, 1)
         assert info.min_insync_replicas == 1, name  # min(2, 1)
         if name in compacted:

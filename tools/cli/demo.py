@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def _step(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deploy.local import cluster
-    from tools import runner, status, topics
+    from tools import dashboard, runner, status, topics
     from tools.cli.generate import produce_traffic, summary_table
     from tools.report import report
 
@@ -53,13 +54,19 @@ def run(args: argparse.Namespace) -> int:
     procs = runner.FlowProcesses(settings, args.processes, log_dir=".paystream/logs")
     clock = time.monotonic()
     procs.start()
+    port = procs.http_port(0)
+    recorder = dashboard.Recorder("127.0.0.1", port, args.processes).start() if port else None
     try:
         runner.wait_until_caught_up(settings, args.payments, timeout=3600, procs=procs)
         seconds = time.monotonic() - clock
-        port = procs.http_port(0)
-        if port:
+        if recorder is not None:
+            recorder.sample()
+            recorder.stop()
             _step(f"what the engine says about itself (http://127.0.0.1:{port}/metrics, /health/ready)")
             print(status.status_text("127.0.0.1", port, args.processes, interval=0)[0])
+            picture = dashboard.draw(recorder.samples, Path(".paystream/dashboard.png"))
+            if picture is not None:
+                print(f"the dashboard's panels over the run: {picture}")
     finally:
         procs.stop()
     print(f"{args.payments:,} payments committed in {seconds:.1f} s = {args.payments / seconds:,.0f} payments/s "
