@@ -102,16 +102,22 @@ def require_kafka(settings: Settings, timeout: float = 5.0) -> set[str]:
         if error.name() in _REFUSED:
             refused.append(f"{_REFUSED[error.name()]}: {error.str()}")
 
-    admin = AdminClient(admin_config(settings, error_cb=on_error))
     servers = settings.kafka.bootstrap_servers
+    try:
+        admin = AdminClient(admin_config(settings, error_cb=on_error))
+    except KafkaException as error:  # e.g. an ssl.ca.location that holds no certificate
+        raise SetupError(f"cannot make a Kafka client for {servers}: {error.args[0].str()}; check kafka.client"
+                         ) from None
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as error:
+        admin.poll(0.5)  # serve the error callbacks: an authentication or TLS failure arrives there
         if refused:
             raise SetupError(f"Kafka at {servers} refused paystream: {refused[0]}; check kafka.client "
                              f"(security.protocol, sasl.username/password, ssl.ca.location)") from None
         raise SetupError(f"no Kafka answers at {servers} ({error.args[0].str()}): start the local one with "
-                         f"`paystream kafka up`, or set kafka.bootstrap_servers") from None
+                         f"`paystream kafka up`, or set kafka.bootstrap_servers (and kafka.client's "
+                         f"security.protocol, if that cluster is secured)") from None
     return set(metadata.topics)
 
 

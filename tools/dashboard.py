@@ -61,6 +61,12 @@ def _rates(samples: list[tuple[float, Samples]], name: str, label: str | None
     return times, series
 
 
+def _difference(before: Samples, after: Samples, name: str) -> Samples:
+    """`after - before` for the series of `name` (a histogram's buckets over one interval)."""
+    then = before.get(name, {})
+    return {name: {labels: value - then.get(labels, 0.0) for labels, value in after.get(name, {}).items()}}
+
+
 def draw(samples: list[tuple[float, Samples]], path: Path, title: str = "paystream") -> Path | None:
     """The six panels as one PNG at `path` (None with fewer than two samples)."""
     if len(samples) < 2:
@@ -86,11 +92,13 @@ def draw(samples: list[tuple[float, Samples]], path: Path, title: str = "paystre
     times = [t for t, _ in samples]
     lag_axis.plot(times, [total(s, "paystream_consumer_lag") for _, s in samples])
     lag_axis.set_title("consumer lag (records)")
-    p99 = [quantile(s, "paystream_commit_seconds", 0.99) for _, s in samples]
-    p50 = [quantile(s, "paystream_commit_seconds", 0.5) for _, s in samples]
-    commit_axis.plot(times, [1000 * v if v not in (None, float("inf")) else float("nan") for v in p50], label="p50")
-    commit_axis.plot(times, [1000 * v if v not in (None, float("inf")) else float("nan") for v in p99], label="p99")
-    commit_axis.set_title("commit latency (ms, bucket upper bounds)")
+    windows = [(t1, _difference(before, after, "paystream_commit_seconds_bucket"))
+               for (_, before), (t1, after) in zip(samples, samples[1:], strict=False)]
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        values = [quantile(window, "paystream_commit_seconds", q) for _, window in windows]
+        commit_axis.plot([t for t, _ in windows],
+                         [1000 * v if v not in (None, float("inf")) else float("nan") for v in values], label=label)
+    commit_axis.set_title("commit latency per interval (ms, bucket upper bounds)")
     commit_axis.legend(fontsize=7)
     for axis in axes.flat:
         axis.set_xlabel("seconds")

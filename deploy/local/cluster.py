@@ -52,14 +52,15 @@ class Node:
 
     node_id: int
     home: Path
+    base_port: int = 9090  # the secure cluster (deploy/local/secure.py) has its own
 
     @property
     def port(self) -> int:
-        return 9090 + 2 * self.node_id
+        return self.base_port + 2 * self.node_id
 
     @property
     def controller_port(self) -> int:
-        return 9091 + 2 * self.node_id
+        return self.base_port + 1 + 2 * self.node_id
 
     @property
     def listener(self) -> str:
@@ -272,8 +273,10 @@ def server_properties(node: Node, brokers: int, overrides: Mapping[str, str] | N
     return "\n".join(lines) + "\n"
 
 
-def _format_storage(libs: Path, nodes: list[Node], overrides: Mapping[str, str] | None = None) -> None:
-    """Write properties and format every node's storage with one fresh cluster id."""
+def _format_storage(libs: Path, nodes: list[Node], overrides: Mapping[str, str] | None = None,
+                    extra: tuple[str, ...] = ()) -> None:
+    """Write properties and format every node's storage with one fresh cluster id (`extra`: more
+    `format` arguments, e.g. the secure cluster's SCRAM users)."""
     result = subprocess.run(_java_command(libs, "kafka.tools.StorageTool", "random-uuid"),
                             capture_output=True, text=True)
     cluster_id = result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ""
@@ -283,7 +286,7 @@ def _format_storage(libs: Path, nodes: list[Node], overrides: Mapping[str, str] 
     for node in nodes:  # in parallel: each format is a JVM start
         node.dir.mkdir(parents=True, exist_ok=True)
         node.properties.write_text(server_properties(node, len(nodes), overrides))
-        args = ["format", "-t", cluster_id, "-c", str(node.properties)]
+        args = ["format", "-t", cluster_id, "-c", str(node.properties), *extra]
         if len(nodes) == 1:
             args.append("--standalone")
         formatting[node.node_id] = subprocess.Popen(
