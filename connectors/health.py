@@ -120,19 +120,20 @@ class TaskCollector:
                     continue
                 states["open"] += 1
                 partition = str(task.partition)
-                for topic, count in task.input_counts.items():
+                # copies made in one C call each: the worker thread adds keys while a scrape reads
+                for topic, count in dict(task.input_counts).items():
                     inputs.add_metric([topic, partition], count)
                 for topic, behind in task.lag().items():
                     lag.add_metric([topic, partition], behind)
                 commits.add_metric([partition], task.commits)
                 for name, store in task.stores.items():
-                    keys.add_metric([name, partition], len(store.store))
+                    keys.add_metric([name, partition], len(store.store))  # len(): atomic
                 restored.add_metric([partition], task.restored_records)
                 opened.add_metric([partition], task.opened_in_seconds)
                 if task.processor is not None:
-                    counts.update(task.processor.counts)
+                    counts.update(dict(task.processor.counts))
                 if task.context is not None:
-                    counts.update(task.context.counts)
+                    counts.update(dict(task.context.counts))
         for state in ("opening", "open", "failed"):
             tasks.add_metric([state], states[state])
         for name, table in tables.items():
