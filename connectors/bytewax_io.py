@@ -32,7 +32,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from connectors import health
 from connectors.application import Application
 from connectors.tasks import TaskRegistry, TaskRuntime, registries, task_ids
-from paystream import shutdown
+from paystream import allocator, shutdown
 from paystream.records import InboundRecord
 from paystream.settings import Settings
 
@@ -148,6 +148,7 @@ def kafka_source_and_sink(settings: Settings, app: Application,
                           runtime: type[TaskRuntime] = TaskRuntime) -> tuple[TaskSource, TaskSink]:
     """The production pair: real Kafka tasks of `app`, opened once per process (SIGTERM stops them
     gracefully). `runtime`: the task class (tests inject variants of it, never settings)."""
+    allocator.limit_arenas(settings.engine.malloc_arenas)  # before the tasks' threads start
     shutdown.install(settings.engine.shutdown_timeout_ms)
     registry = TaskRegistry(settings, app, runtime=runtime)
     health.serve(settings, registries)

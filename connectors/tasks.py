@@ -231,7 +231,12 @@ class TaskRuntime:
                 settings,
                 settings.consumer_group,
                 **{"client.id": transactional_id(settings, self.task_id) + "-in", "fetch.min.bytes": 1,
-                   "queued.max.messages.kbytes": 65536,
+                   # fetched ahead: bounded (memory), yet far more than the task processes between polls
+                   "queued.max.messages.kbytes": settings.engine.fetch_queue_kbytes,
+                   "queued.min.messages": 4 * settings.engine.max_in_flight,
+                   # when that is full, wait a little before fetching again: 0 (the clients' default
+                   # here, for consumers that never fill it) spins the fetcher on a full queue
+                   "fetch.queue.backoff.ms": 10,
                    # a position Kafka no longer has (records deleted under it) is an error, never a jump
                    "auto.offset.reset": "error"},
             )

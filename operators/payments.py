@@ -7,6 +7,13 @@ Order of checks (the first stage that declines ends it): duplicate → outside t
 customer → currency → life cycle → limits and funds (debits) → review rules (authorizations) →
 approved. Then the window bookkeeping, then the effects of an approved command.
 
+A rule that raises (`operators.rules`, or the customer and recipient checks) declines the
+command with `rule_error`, fail closed: it changes the account as any decline at that stage
+does (its id is remembered, `seq` counts it) and nothing more, and the outcome carries the
+error for the dead-letter copy. Each type's rules run before any of its effects, so a raise
+never leaves half an effect behind. Anything else that raises (the books, the state) stops
+the worker: the engine cannot know what it left.
+
 >>> from paystream.settings import RuleSettings
 >>> from paystream.wire import CustomerStatus, Deposit, SourcePosition
 >>> from operators.accounts import AccountState
@@ -56,6 +63,7 @@ from operators.rules import (
     INSUFFICIENT_FUNDS,
     OUTSIDE_HORIZON,
     REFUND_EXCEEDS_CAPTURED,
+    RULE_ERROR,
     SINGLE_LIMIT_EXCEEDED,
     TRANSFER_TO_SELF,
     UNKNOWN_AUTHORIZATION,
@@ -113,6 +121,7 @@ class Outcome(Struct, gc=False):
     alerts: tuple[FraudAlert, ...] = ()
     completed: PaymentCompleted | None = None
     credit: Credit | None = None
+    error: str | None = None  # a rule raised: the decision is a `rule_error` decline; this says why
 
 
 DUPLICATE: Final = Outcome()
@@ -120,6 +129,26 @@ DUPLICATE: Final = Outcome()
 
 class BrokenLedger(RuntimeError):
     """The account's books contradict themselves: stop the worker rather than write wrong money."""
+
+
+class RuleFailed(Exception):
+    """A rule raised while deciding a command (before any of the command's effects).
+
+    >>> try:
+    ...     raise RuleFailed(ZeroDivisionError("division by zero"))
+    ... except RuleFailed as failed:
+    ...     str(failed)
+    'ZeroDivisionError: division by zero'
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        where = ""
+        frame = error.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        if frame is not None:
+            where = f" in {frame.tb_frame.f_code.co_name}"
+        super().__init__(f"{type(error).__name__}{where}: {error}")
 
 
 def decide(
@@ -143,14 +172,21 @@ def decide(
     remember_payment(account, payment_id, ts, duplicate.horizon_ms)
     account.seq += 1
     customer = customers.get(command.account)
-
-    refusal = customer_refusal(customer, rules.customer)
-    if refusal is None and customer is not None and command.currency != customer.currency:
-        refusal = CURRENCY_MISMATCH
+    try:
+        refusal = customer_refusal(customer, rules.customer)
+        if refusal is None and customer is not None and command.currency != customer.currency:
+            refusal = CURRENCY_MISMATCH
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any rule's raise is this command's, not the worker's
+        return _rule_failed(command, account, source, RuleFailed(error))
     if refusal is not None:
         return _declined(command, account, source, [refusal])
     # stages 4 to 7 and the effects depend on the type: one function each, chosen by one lookup
-    return _DECIDE_BY_TYPE[type(command)](command, account, customer, customers, rules, source)
+    try:
+        return _DECIDE_BY_TYPE[type(command)](command, account, customer, customers, rules, source)
+    except RuleFailed as failed:
+        return _rule_failed(command, account, source, failed)
 
 
 def apply_credit(credit: Credit, account: AccountState, horizon_ms: int) -> Outcome:
@@ -194,12 +230,18 @@ def _authorize(command: Authorize, account: AccountState, customer: CustomerStat
     ts = command.ts
     amount = command.amount
     velocity_window_ms = rules.velocity.window_ms
-    breaches = _limit_breaches(amount, ts, account, customer, rules)
+    try:  # every rule first, then the effects: a rule's raise leaves nothing half done
+        breaches = _limit_breaches(amount, ts, account, customer, rules)
+        if not breaches:
+            velocity = velocity_alert(command, account, rules.velocity, horizon_ms)
+            travel = travel_alert(command, account, rules.impossible_travel)
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any rule's raise is this command's, not the worker's
+        raise RuleFailed(error) from error
     if breaches:
         record_card_use(account, command.country, ts, velocity_window_ms, horizon_ms)
         return _declined(command, account, source, breaches)
-    velocity = velocity_alert(command, account, rules.velocity, horizon_ms)
-    travel = travel_alert(command, account, rules.impossible_travel)
     record_card_use(account, command.country, ts, velocity_window_ms, horizon_ms)
     if velocity is not None or travel is not None:
         alerts = [alert for alert in (velocity, travel) if alert is not None]
@@ -267,10 +309,15 @@ def _refund(command: Refund, account: AccountState, customer: CustomerStatus | N
 def _transfer(command: Transfer, account: AccountState, customer: CustomerStatus | None, customers: Customers,
               rules: RuleSettings, source: SourcePosition) -> Outcome:
     """Debit the sender now; the recipient's credit travels through the credits topic."""
-    refusal = _transfer_refusal(command, customers, rules)
+    try:  # every rule first, then the effects
+        refusal = _transfer_refusal(command, customers, rules)
+        breaches = [] if refusal is not None else _limit_breaches(command.amount, command.ts, account, customer, rules)
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any rule's raise is this command's, not the worker's
+        raise RuleFailed(error) from error
     if refusal is not None:
         return _declined(command, account, source, [refusal])
-    breaches = _limit_breaches(command.amount, command.ts, account, customer, rules)
     if breaches:
         return _declined(command, account, source, breaches)
     record_debit(account, command.ts, command.amount, rules.daily_limit.window_ms, rules.duplicate.horizon_ms)
@@ -359,6 +406,11 @@ def _approved(command: Command, account: AccountState, source: SourcePosition, l
 def _declined(command: Command, account: AccountState, source: SourcePosition, reasons: list[str]) -> Outcome:
     """The outcome of a declined command: its decision only."""
     return Outcome(_decision(command, account, source, "declined", reasons))
+
+
+def _rule_failed(command: Command, account: AccountState, source: SourcePosition, failed: RuleFailed) -> Outcome:
+    """A rule raised: declined `rule_error` (fail closed), with the error for the dead-letter copy."""
+    return Outcome(_decision(command, account, source, "declined", [RULE_ERROR]), error=str(failed))
 
 
 def _decision(command: Command, account: AccountState, source: SourcePosition, decision: str,

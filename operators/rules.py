@@ -49,6 +49,7 @@ OUTSIDE_HORIZON: Final = "outside_horizon"  # older than the duplicate horizon: 
 SINGLE_LIMIT_EXCEEDED: Final = "single_limit_exceeded"
 DAILY_LIMIT_EXCEEDED: Final = "daily_limit_exceeded"
 INSUFFICIENT_FUNDS: Final = "insufficient_funds"
+RULE_ERROR: Final = "rule_error"  # a rule raised on this command: declined (fail closed), a copy dead-lettered
 # review rules: the reason code is also the alert's `rule`
 VELOCITY: Final = "velocity"
 IMPOSSIBLE_TRAVEL: Final = "impossible_travel"

@@ -19,6 +19,7 @@ from msgspec.structs import replace
 
 from operators.accounts import AccountState
 from operators.payments import apply_credit, decide
+from operators.rules import RULE_ERROR
 from paystream.partitioning import partition_for
 from paystream.records import NO_TIMESTAMP, InboundRecord, OutboundRecord
 from paystream.settings import RuleSettings, Settings
@@ -30,6 +31,7 @@ from paystream.wire import (
     decode_credit,
     encode,
     redact_pans,
+    redact_text,
 )
 
 
@@ -153,6 +155,8 @@ class TaskProcessor:
             credit = outcome.credit
             if credit is not None:
                 append((credits, credit.account.encode(), encode(credit), None))
+            if outcome.error is not None:  # a rule raised: declined above, and a copy to the DLQ says why
+                self._dead_letter(record, RULE_ERROR, outcome.error, out)
         return out
 
     def _credit(self, record: InboundRecord, out: list[OutboundRecord]) -> None:
@@ -182,7 +186,7 @@ class TaskProcessor:
         value = record.value()
         headers = [
             ("dlq.reason", reason.encode()),
-            ("dlq.error", redact_pans(error.encode("utf-8", "replace"))),
+            ("dlq.error", redact_text(error).encode("utf-8", "replace")),
             ("dlq.topic", record.topic().encode()),
             ("dlq.partition", str(record.partition()).encode()),
             ("dlq.offset", str(record.offset()).encode()),

@@ -396,3 +396,16 @@ def redact_pans(raw: bytes) -> bytes:
     """
     raw = _PAN_FIELD.sub(_mask_pan_field, raw)
     return _DIGIT_STRING.sub(lambda m: b'"' + mask_pan(m[1].decode()).encode() + b'"', raw)
+
+
+_DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+
+
+def redact_text(text: str) -> str:
+    """Mask every run of 13 to 19 digits (spaces or dashes between them allowed) in free text, such
+    as an exception's message: unlike a record, an error says where a card number is by no field.
+
+    >>> redact_text("cannot score card 4111 1111 1111 1111 at 12:00, amount 4200")
+    'cannot score card 411111******1111 at 12:00, amount 4200'
+    """
+    return _DIGIT_RUN.sub(lambda m: mask_pan(re.sub(r"[ -]", "", m[0])), text)

@@ -239,10 +239,12 @@ def audit(snapshot: Snapshot, rules: object,
 
     customers = customer_table([(r.key, r.value) for r in snapshot.customers])
     commands, invalid = split_payments(snapshot.payments, snapshot.payment_partitions, event_time_bounds(rules))
+    rule_errors = _rule_error_positions(snapshot)
     model = replay_engine_order(commands, invalid, customers, rules, distance_km,
                                 credit_order(decisions, balances, commands),
                                 published_versions(snapshot.rules, rules),
-                                {(d.account, d.payment_id): d.rules_version for d in decisions})
+                                {(d.account, d.payment_id): d.rules_version for d in decisions},
+                                rule_errors)
 
     _check_one_decision(findings["1_one_decision"], decisions, model, commands)
     _check_transfer_pairs(findings["2_transfer_pairs"], decisions, ledger, commands)
@@ -264,9 +266,25 @@ def audit(snapshot: Snapshot, rules: object,
         "customers": len(snapshot.customers), "payments": len(snapshot.payments), "commands": len(commands),
         "duplicates": model.duplicates, "invalid": len(model.dead_letters), "decisions": len(decisions),
         "ledger": len(ledger), "balances": len(balances), "alerts": len(alerts), "completed": len(completed),
-        "dlq": len(snapshot.dlq),
+        "dlq": len(snapshot.dlq), "rule_errors": len(rule_errors),
     }
     return AuditResult(findings, counts, model)
+
+
+RULE_ERROR = "rule_error"  # the engine's dead letter for a valid command a rule raised on (declined too)
+
+
+def _rule_error_positions(snapshot: Snapshot) -> frozenset[tuple[str, int, int]]:
+    """The inputs the engine says a rule raised on: its `rule_error` dead letters' positions."""
+    positions = set()
+    for record in snapshot.dlq:
+        if _header(record, "dlq.reason") == RULE_ERROR.encode():
+            try:
+                positions.add(((_header(record, "dlq.topic") or b"").decode(),
+                               int(_header(record, "dlq.partition") or b""), int(_header(record, "dlq.offset") or b"")))
+            except ValueError:
+                continue  # reported by the DLQ check
+    return frozenset(positions)
 
 
 def _check_one_decision(finding: Finding, decisions: list[DecisionSeen], model: ModelOutputs,
@@ -391,7 +409,8 @@ def _masked_copy(original: bytes | None, dead: bytes | None) -> bool:
 
 def _check_dlq(finding: Finding, snapshot: Snapshot, model: ModelOutputs) -> None:
     """Invariant 5: every invalid payment once in the DLQ (found by its dlq.* headers) with its
-    reason (when unambiguous), key and value; nothing else there but malformed customer rows."""
+    reason (when unambiguous), key and value; nothing else there but malformed customer rows and
+    one copy of each valid command a rule raised on (`rule_error`, which is also declined)."""
     letters: dict[tuple[str, int, int], list[InputRecord]] = defaultdict(list)
     for record in snapshot.dlq:
         try:
@@ -417,6 +436,18 @@ def _check_dlq(finding: Finding, snapshot: Snapshot, model: ModelOutputs) -> Non
             finding.violated(f"{where}: reason {reason!r}, "
                              f"expected {invalid.reason or 'one of ' + str(invalid.problems)}")
         elif found[0].key != source.key or not _masked_copy(source.value, found[0].value):
+            finding.violated(f"{where}: the DLQ does not carry the original key and value")
+    rule_errors = {(d.source.topic, d.source.partition, d.source.offset) for d in model.decisions
+                   if d.reasons == (RULE_ERROR,)}
+    inputs = {(r.topic, r.partition, r.offset): r for r in snapshot.payments
+              if (r.topic, r.partition, r.offset) in rule_errors}
+    for position in rule_errors:
+        expected.add(position)
+        found, source = letters.get(position, []), inputs.get(position)
+        where = f"{position[0]}[{position[1]}]@{position[2]} (rule_error)"
+        if len(found) != 1:
+            finding.violated(f"{where}: in the DLQ {len(found)} times")
+        elif source is None or found[0].key != source.key or not _masked_copy(source.value, found[0].value):
             finding.violated(f"{where}: the DLQ does not carry the original key and value")
     malformed_customers = {(r.topic, r.partition, r.offset) for r in snapshot.customers
                            if isinstance(classify_customer(r.key, r.value), str)}

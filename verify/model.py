@@ -164,6 +164,10 @@ class ReferenceModel:
         # decided each (account, payment_id) under: the model decides it under the same rules
         self.rule_versions: Mapping[str, AuditRules] = {"0": self.rules}
         self.version_of: Mapping[tuple[str, str], int] = {}
+        # where the engine says a rule raised (its `rule_error` dead letters): declined there, fail
+        # closed, as a decline at stage 2 (the model cannot know which rule raises; the audit
+        # counts these and checks each has its one decision and one dead letter)
+        self.rule_errors: frozenset[tuple[str, int, int]] = frozenset()
         self.customers = customers
         self.distance_km = distance_km
         self.accounts: dict[str, AccountState] = {}
@@ -316,6 +320,8 @@ class ReferenceModel:
         # stage 1b: older than the horizon (max_ts did not move: the command is older than it)
         if state.max_ts is not None and command.ts < state.max_ts - self.rules.duplicate.horizon_ms:
             refusal: str | None = "outside_horizon"
+        elif (command.source.topic, command.source.partition, command.source.offset) in self.rule_errors:
+            refusal = "rule_error"
         else:
             refusal = self._refusal(state, command)
         if refusal is not None:
@@ -440,10 +446,12 @@ def split_payments(payments: Iterable[InputRecord], partitions: int | None,
 
 
 def run_input_order(payments: Iterable[InputRecord], customers: dict[str, Customer], rules: object,
-                    distance_km: DistanceKm = geo.distance_km, partitions: int | None = None) -> ModelOutputs:
+                    distance_km: DistanceKm = geo.distance_km, partitions: int | None = None,
+                    rule_errors: frozenset[tuple[str, int, int]] = frozenset()) -> ModelOutputs:
     """Every command in input order; each approved transfer's credit right after the transfer."""
     commands, invalid = split_payments(payments, partitions, event_time_bounds(rules))
     model = ReferenceModel(rules, customers, distance_km)
+    model.rule_errors = rule_errors
     model.out.dead_letters = invalid
     for command in commands:
         owed = model.decide(command)
@@ -471,10 +479,13 @@ def replay_engine_order(commands: list[Command], invalid: list[Invalid], custome
                         rules: object, distance_km: DistanceKm,
                         credit_order: dict[str, list[tuple[int, str]]],
                         rule_versions: Mapping[str, AuditRules] | None = None,
-                        version_of: Mapping[tuple[str, str], int] | None = None) -> ModelOutputs:
+                        version_of: Mapping[tuple[str, str], int] | None = None,
+                        rule_errors: frozenset[tuple[str, int, int]] = frozenset()) -> ModelOutputs:
     """`run_engine_order` on payments already split by `split_payments`; each command decided
-    under the rules version the engine says it used (`version_of`, among `rule_versions`)."""
+    under the rules version the engine says it used (`version_of`, among `rule_versions`), and
+    declined `rule_error` where the engine dead-lettered it so (`rule_errors`: input positions)."""
     model = ReferenceModel(rules, customers, distance_km)
+    model.rule_errors = rule_errors
     if rule_versions is not None:
         model.rule_versions = {"0": model.configured, **rule_versions}
     model.version_of = version_of or {}

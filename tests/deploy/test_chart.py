@@ -479,7 +479,9 @@ def test_the_dockerfile_builds_the_image_the_chart_expects(helm: Path, tmp_path:
     """No Docker engine here: the Dockerfile is read, not built (see deploy/k8s/README.md)."""
     lines = [line.strip() for line in (CHART / "Dockerfile").read_text().splitlines()
              if line.strip() and not line.strip().startswith("#")]
-    assert [line for line in lines if line.startswith("FROM")][-1] == "FROM python:3.11-slim"
+    # the base image is one ARG, pinned by digest (tests/deploy/test_supply_chain.py checks the pin)
+    assert [line for line in lines if line.startswith("FROM")][-1] == "FROM ${PYTHON_IMAGE}"
+    assert any(line.startswith("ARG PYTHON_IMAGE=python:3.11") for line in lines)
     user = next(line for line in reversed(lines) if line.startswith("USER")).split()[1]
     pod_security = one(render(helm, tmp_path), "StatefulSet")["spec"]["template"]["spec"]["securityContext"]
     assert user == f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}"

@@ -186,3 +186,60 @@ def test_a_ts_far_from_the_records_kafka_timestamp_is_dead_lettered_and_moves_no
     # inside the bounds: a few minutes of skew, a day of lateness
     ok = task.process([stamped(4, now, type="deposit", payment_id="d2", account="A", amount=1, ts=now + 299_000)])
     assert by_topic(ok)["payment-decisions"][0][1]["decision"] == "approved"
+
+
+def test_a_rule_that_raises_declines_its_command_dead_letters_a_copy_and_the_partition_goes_on(
+        monkeypatch: Any) -> None:
+    """Fail closed: the command is declined `rule_error`, its copy goes to the DLQ with the error
+    (card digits masked), the account changes only as for any decline at that stage, and the
+    commands after it are decided as if it had been declined."""
+    import operators.payments as payments
+    from operators.rules import velocity_alert
+
+    def velocity_that_raises(command: Any, *args: Any) -> Any:
+        if command.payment_id == "boom":
+            raise ValueError(f"cannot score card 4111111111111111 of {command.account}")
+        return velocity_alert(command, *args)
+
+    monkeypatch.setattr(payments, "velocity_alert", velocity_that_raises)
+    task = processor()
+    task.process([command_record(0, type="deposit", payment_id="d1", account="A", amount=1_000)])
+    out = by_topic(task.process([
+        command_record(1, type="authorize", payment_id="boom", account="A", amount=300, country="FR"),
+        command_record(2, type="authorize", payment_id="a2", account="A", amount=200, country="FR"),
+    ]))
+    decisions = [value for _, value in out["payment-decisions"]]
+    assert [(d["payment_id"], d["decision"], d["reasons"], d["seq"]) for d in decisions] == [
+        ("boom", "declined", ["rule_error"], 2), ("a2", "approved", [], 3)]
+    [(key, (value, headers))] = out["payments-dlq"]
+    assert key == b"A" and json.loads(value)["payment_id"] == "boom"
+    assert headers["dlq.reason"] == b"rule_error" and headers["dlq.offset"] == b"1"
+    error = headers["dlq.error"].decode()
+    assert error.startswith("ValueError in velocity_that_raises: cannot score card ")
+    assert "4111111111111111" not in error
+    account = task.accounts["A"]
+    assert account.held == 200 and account.posted == 1_000  # only a2 holds money
+    assert "boom" in account.payment_ids  # remembered: a re-send is a duplicate, not a second try
+    assert account.auth_times == [1_000] and account.auth_base == 0  # boom was not counted as a card use
+    assert task.counts[("dlq", "rule_error")] == 1 and task.counts[("reason", "rule_error")] == 1
+    again = task.process([command_record(3, type="authorize", payment_id="boom", account="A", amount=300,
+                                        country="FR")])
+    assert again == [] and task.counts[("duplicate",)] == 1
+
+
+def test_a_raise_outside_the_rules_still_stops_the_worker(monkeypatch: Any) -> None:
+    """The books and the state are not rules: what they left half done is unknown, so they stop."""
+    import operators.payments as payments
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("state is broken")
+
+    monkeypatch.setattr(payments, "record_debit", broken)
+    task = processor()
+    task.process([command_record(0, type="deposit", payment_id="d1", account="A", amount=1_000)])
+    try:
+        task.process([command_record(1, type="authorize", payment_id="a1", account="A", amount=300, country="FR")])
+    except RuntimeError as error:
+        assert str(error) == "state is broken"
+    else:
+        raise AssertionError("a raise in the effects must stop the worker")

@@ -163,3 +163,38 @@ def test_following_a_running_engine_audits_only_the_inputs_it_got_to(correct: Sn
     result = audit(trimmed, SETTINGS.rules, distance_km)
     assert result.findings["1_one_decision"].violations == 0
     assert result.findings["5_dlq"].violations == 0
+
+
+def test_a_rule_error_is_one_decline_and_one_dead_letter_and_the_audit_checks_both() -> None:
+    """Where a rule raised, the engine declines `rule_error` and dead-letters a copy: the auditor
+    models the decline there (it cannot know which rule raises) and counts these; a rule_error
+    without its copy, or a copy without its decline, is a violation."""
+    from verify.model import run_input_order
+
+    records = list(Traffic(accounts=60, payments=1200, seed=8, bad_ratio=0.0))
+    customers, payments = input_records([(k, v) for kind, k, v in records if kind == "customers"],
+                                        [(k, v) for kind, k, v in records if kind == "payments"])
+    table = customer_table([(r.key, r.value) for r in customers])
+    plain = run_input_order(payments, table, SETTINGS.rules, distance_km, 4)
+    picked = frozenset((d.source.topic, d.source.partition, d.source.offset)
+                       for d in plain.decisions[5::97] if d.reasons != ("outside_horizon",))
+    outputs = run_input_order(payments, table, SETTINGS.rules, distance_km, 4, rule_errors=picked)
+    snapshot = snapshot_of(customers, payments, outputs)
+    by_position = {(r.topic, r.partition, r.offset): r for r in payments}
+    for n, (topic, partition, offset) in enumerate(sorted(picked)):
+        source = by_position[(topic, partition, offset)]
+        headers = (("dlq.reason", b"rule_error"), ("dlq.error", b"ValueError in velocity_alert: boom"),
+                   ("dlq.topic", topic.encode()), ("dlq.partition", str(partition).encode()),
+                   ("dlq.offset", str(offset).encode()))
+        snapshot.dlq.append(InputRecord(SETTINGS.topics.dlq, 0, 10_000 + n, source.key, source.value, headers))
+    result = audit(snapshot, SETTINGS.rules, distance_km)
+    assert result.ok, result.table()
+    assert result.counts["rule_errors"] == len(picked) >= 10
+
+    without_copy = fresh(snapshot)
+    without_copy.dlq.pop()
+    assert "model_decisions" in run(without_copy)  # the model decides it as it would: not declined
+
+    twice = fresh(snapshot)
+    twice.dlq.append(msgspec.structs.replace(twice.dlq[-1], offset=20_000))
+    assert run(twice) == ["5_dlq"]

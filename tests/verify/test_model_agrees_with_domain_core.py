@@ -71,3 +71,38 @@ def test_model_and_domain_core_compute_the_same_outputs(seed: int) -> None:
         assert len(model[name]) == len(core[name]), name
         for mine, theirs in zip(model[name], core[name], strict=True):
             assert mine == theirs, name
+
+
+def test_where_a_rule_raises_the_model_told_where_computes_what_the_domain_core_does(monkeypatch: Any) -> None:
+    """A rule that raises declines its command `rule_error` (fail closed) and changes the account
+    only as a decline at stage 2 would: the model, told which inputs the engine dead-lettered so,
+    agrees with the domain core on every output that follows, windows and card uses included."""
+    import operators.payments as payments
+
+    def raising(rule: Any, every: int) -> Any:
+        def wrapped(*args: Any) -> Any:
+            wrapped.calls += 1  # type: ignore[attr-defined]
+            if wrapped.calls % every == 0:  # type: ignore[attr-defined]
+                raise ArithmeticError("the rule could not be evaluated")
+            return rule(*args)
+        wrapped.calls = 0  # type: ignore[attr-defined]
+        return wrapped
+
+    for name, every in (("exceeds_funds", 23), ("travel_alert", 19), ("customer_refusal", 101),
+                        ("recipient_refusal", 7)):
+        monkeypatch.setattr(payments, name, raising(getattr(payments, name), every))
+    settings = load(environ={}, rules={"velocity": {"max_authorizations": 3}})
+    records = list(Traffic(accounts=120, payments=4000, seed=5, bad_ratio=0.03))
+    customers, inputs = input_records([(k, v) for kind, k, v in records if kind == "customers"],
+                                      [(k, v) for kind, k, v in records if kind == "payments"])
+    inputs.sort(key=lambda r: (r.partition, r.offset))
+    core = _engine_core_outputs(customers, inputs, settings)
+    failed = frozenset((d["source"]["topic"], d["source"]["partition"], d["source"]["offset"])
+                       for d in core["decisions"] if d["reasons"] == ["rule_error"])
+    assert len(failed) > 40  # every rule above raised on some commands
+    model = output_bodies(run_input_order(inputs, customer_table([(r.key, r.value) for r in customers]),
+                                          settings.rules, distance_km, rule_errors=failed))
+    for name in ("decisions", "ledger", "balances", "alerts", "completed"):
+        assert len(model[name]) == len(core[name]), name
+        for mine, theirs in zip(model[name], core[name], strict=True):
+            assert mine == theirs, name
