@@ -253,29 +253,49 @@ def steady_items_per_cpu_s(timeline: Timeline, sampler: ProcessSampler, started:
     return records / cpu if cpu else None
 
 
-def send_probes(settings: Settings, topic: str, accounts: int) -> None:
+def send_probes(settings: Settings, topic: str, accounts: int, kind: str = "payment") -> None:
+    """Warm-up payments (`kind` "deposit": wire-contract deposits for the realistic flow; any
+    decision, a currency mismatch's decline included, says the flow is up)."""
     producer = Producer(producer_config(settings))
     now_ms = int(time.time() * 1000)
     for n in range(PROBES):
         account = account_id(n % accounts + 1)
-        producer.produce(topic, (f'{{"v":1,"type":"payment","payment_id":"W{n:09d}","account":"{account}",'
+        producer.produce(topic, (f'{{"v":1,"type":"{kind}","payment_id":"W{n:09d}","account":"{account}",'
                                  f'"amount":1,"currency":"EUR","ts":{now_ms}}}').encode(), account.encode())
     producer.flush(30)
 
 
+def load_customers(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPlan) -> None:
+    """The realistic flow's customer table for the latency run: the generator's rows, no payments."""
+    from bench.peers import paystream_run_settings
+    from tools.cli.generate import produce_traffic
+
+    if peer.workload != "realistic":
+        return
+    run_settings = paystream_run_settings(spec)
+    wait_for_offsets(settings, [run_settings.topics.customers], PARTITIONS, time.monotonic() + 30)
+    summary = produce_traffic(run_settings, accounts=plan.accounts, payments=0, seed=plan.seed, bad_ratio=0.0,
+                              progress=False)
+    if summary.delivery_errors:
+        raise RunnerFailed(f"customer rows not delivered: {dict(summary.delivery_errors)}")
+
+
 def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPlan, rate: float,
                     say: Say) -> dict[str, Any]:
-    """Step 2: end-to-end latency at `rate` payments/s, after a warm-up with probe payments."""
+    """Step 2: end-to-end latency at `rate` payments/s, after a warm-up with probe payments
+    (the realistic flow: the generator's commands, after its customer table is loaded)."""
+    realistic = peer.workload == "realistic"
     launch = peer.launch(spec)
     assert isinstance(launch, Launch)
     create_topics(settings, spec.topics)
+    load_customers(settings, peer, spec, plan)
     reader = DecisionReader(settings, spec.topics.decisions, PARTITIONS, f"{spec.topics.group}-reader")
     log = spec.workdir / "latency.log"
     process = start(launch, log)
     paced: subprocess.Popen[bytes] | None = None
     latencies: list[float] = []
     try:
-        send_probes(settings, spec.topics.payments, plan.accounts)
+        send_probes(settings, spec.topics.payments, plan.accounts, "deposit" if realistic else "payment")
         seen, deadline = 0, time.monotonic() + START_TIMEOUT_S
         while seen < PROBES:
             seen += len(reader.poll(0.1))
@@ -287,7 +307,7 @@ def measure_latency(settings: Settings, peer: Peer, spec: RunSpec, plan: BenchPl
         paced = subprocess.Popen(
             [sys.executable, "-m", "bench.paced_producer", "--bootstrap", spec.bootstrap,
              "--topic", spec.topics.payments, "--rate", str(rate), "--seconds", str(plan.latency_s + warmup_s),
-             "--accounts", str(plan.accounts)],
+             "--accounts", str(plan.accounts), *(["--realistic", "--seed", str(plan.seed)] if realistic else [])],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         received, sent = 0, None
         deadline = time.monotonic() + plan.latency_s + warmup_s + 30 + 3 * spec.commit_ms / 1000
@@ -345,9 +365,7 @@ def run_system(settings: Settings, peer: Peer, run_id: str, commit_ms: int, plan
         else:
             row.update(measure_throughput(settings, peer, spec, plan, say))
         rate = (row["steady_items_per_s"] or row["items_per_s"]) / 2
-        if peer.workload == "realistic":
-            row["latency_note"] = "not measured: the paced producer writes simple payments, not wire-contract commands"
-        elif plan.latency_s > 0:
+        if plan.latency_s > 0:
             say(f"{peer.name} (commit {commit_ms} ms): latency at {rate:,.0f}/s for {plan.latency_s:.0f} s")
             (workdir / "latency").mkdir()
             latency_spec = RunSpec(spec.bootstrap, BenchTopics.named(run_id, f"{tag}-lat"), commit_ms,

@@ -93,9 +93,13 @@ def prepare_quix(say: Callable[[str], None]) -> None:
     marker.write_text(requirements.read_text())
 
 
-def _quix(spec: RunSpec) -> Launch:
-    return Launch([str(QUIX_VENV / "bin" / "python"), "-m", "bench.quix_runner", *_topic_args(spec),
-                   "--group", spec.topics.group, "--state-dir", str(spec.workdir / "quix-state")], _python_env())
+def _quix(topology: str) -> Callable[[RunSpec], Launch]:
+    """`linear`: the peer as Quix's docs lead one to write it; `branched`: the earlier two-`to_topic` form."""
+    def launch(spec: RunSpec) -> Launch:
+        return Launch([str(QUIX_VENV / "bin" / "python"), "-m", "bench.quix_runner", *_topic_args(spec),
+                       "--group", spec.topics.group, "--state-dir", str(spec.workdir / "quix-state"),
+                       "--topology", topology], _python_env())
+    return launch
 
 
 def prepare_kstreams(say: Callable[[str], None]) -> None:
@@ -197,6 +201,9 @@ PEERS: dict[str, Peer] = {peer.name: peer for peer in (
     Peer("raw-alo", "raw confluent-kafka loop", "at-least-once", _raw_loop("alo")),
     Peer("kstreams-1", "Kafka Streams 4.1.1, 1 thread", "exactly_once_v2", _kstreams(1), prepare_kstreams),
     Peer("kstreams-2", "Kafka Streams 4.1.1, 2 threads", "exactly_once_v2", _kstreams(2), prepare_kstreams),
-    Peer("quix", "Quix Streams 3.28.1", "exactly-once", _quix, prepare_quix),
+    Peer("quix", "Quix Streams 3.28.1", "exactly-once", _quix("linear"), prepare_quix),
+    # not in the default set: the earlier branched topology, to measure it against `quix` in one run
+    Peer("quix-branched", "Quix Streams 3.28.1, branched into two to_topic", "exactly-once", _quix("branched"),
+         prepare_quix),
     Peer("bytewax", "Bytewax 0.21.1 stock connectors", "at-least-once", _bytewax),
 )}

@@ -3,8 +3,9 @@ over generated traffic, in memory (no Kafka, no Bytewax), with and without cProf
 
     python -m bench.profile_core [--payments 200000] [--accounts 20000] [--top 15]
 
-Prints commands/s without the profiler, then the top functions by own time. bench/README.md
-keeps the figures of the last run that was published.
+Prints commands/s without the profiler, the state it left (bytes per account on the heap and in
+the changelog's encoding), then the top functions by own time. bench/README.md keeps the
+figures of the last run that was published.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import cProfile
 import io
 import pstats
 import time
+import tracemalloc
 
-from operators.accounts import AccountState
+from operators.accounts import AccountState, encode_account
 from operators.task import TaskProcessor
 from paystream.records import InboundRecord
 from paystream.settings import load
@@ -36,14 +38,31 @@ def records(accounts: int, payments: int) -> tuple[CustomerTable, list[InboundRe
     return table, out
 
 
-def run(table: CustomerTable, payments: list[InboundRecord], batch: int = 5_000) -> float:
-    """Seconds to process `payments` in batches on fresh accounts."""
-    accounts: dict[str, AccountState] = {}
+def run(table: CustomerTable, payments: list[InboundRecord], batch: int = 5_000,
+        accounts: dict[str, AccountState] | None = None) -> float:
+    """Seconds to process `payments` in batches on `accounts` (fresh ones if not given)."""
+    accounts = {} if accounts is None else accounts
     processor = TaskProcessor(load(environ={}, kafka={"partitions": 1}), table, accounts)
     started = time.perf_counter()
     for start in range(0, len(payments), batch):
         processor.process(payments[start:start + batch])
     return time.perf_counter() - started
+
+
+def state_bytes(table: CustomerTable, payments: list[InboundRecord]) -> tuple[int, float, float]:
+    """(accounts, heap bytes per account, changelog bytes per account) after processing `payments`.
+
+    The heap figure is what Python allocated for the accounts (tracemalloc: the objects, not the
+    allocator's slack), the changelog figure the encoded record (what a restore reads).
+    """
+    accounts: dict[str, AccountState] = {}
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    run(table, payments, accounts=accounts)
+    heap = tracemalloc.get_traced_memory()[0] - before  # the accounts: the batches' outputs are gone
+    tracemalloc.stop()
+    encoded = sum(len(encode_account(account)) for account in accounts.values())
+    return len(accounts), heap / max(len(accounts), 1), encoded / max(len(accounts), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     plain = run(table, payments)
     print(f"{len(payments):,} commands in {plain:.2f} s: {len(payments) / plain:,.0f} commands/s, "
           f"{1e6 * plain / len(payments):.1f} µs each (one core, no Kafka)")
+    count, heap, encoded = state_bytes(table, payments)
+    print(f"state: {count:,} accounts, {heap:,.0f} bytes each on the heap, {encoded:,.0f} bytes each encoded "
+          f"(changelog); {len(payments) / max(count, 1):.1f} commands per account")
     profile = cProfile.Profile()
     profile.enable()
     run(table, payments)

@@ -83,3 +83,18 @@ def test_bench_smoke_every_payment_has_exactly_one_decision_and_results_are_writ
     assert "raw-eos" in printed and "paystream" in printed and "kill -9" in printed
     assert picture.stat().st_size > 10_000
     assert _run_topics_left(settings, written["run_id"]) == []
+
+
+def test_bench_smoke_the_realistic_flow_has_one_decision_per_valid_payment_and_a_measured_latency(
+        kafka_cluster: Any, tmp_path: Path) -> None:
+    """The seven-rule flow's row: its throughput run is checked like the others, and its latency
+    run paces the generator's wire-contract commands (its customer table loaded first)."""
+    settings = load(environ={}, kafka={"bootstrap_servers": kafka_cluster.bootstrap_servers})
+    plan = BenchPlan(payments=5_000, accounts=500, systems=["paystream-full"], commit_ms=[1000],
+                     latency_s=2.0, recovery_accounts=0)
+    [row] = run_bench(settings, plan, say=lambda _line: None)["systems"]
+    assert row["status"] == "ok", row["status"]
+    assert row["workload"] == "realistic" and row["missing"] == 0 and row["duplicates"] == 0
+    latency = row["latency"]
+    assert latency["samples"] > 0 and latency["received"] >= latency["sent"] > 0
+    assert 0 <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]

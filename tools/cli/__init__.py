@@ -15,7 +15,7 @@ from paystream.settings import SettingsError
 
 # sub-command modules, in the order `--help` lists them
 COMMANDS = ("demo", "kafka", "topics", "generate", "run", "status", "balance", "rules", "report", "model",
-            "backtest", "verify", "chaos", "bench")
+            "backtest", "verify", "chaos", "bench", "capacity")
 
 
 def build_parser() -> argparse.ArgumentParser:
