@@ -6,8 +6,9 @@ figures measured by `paystream bench` (docs/CAPACITY.md explains each assumption
 Inputs, all measured on one machine in one benchmark run:
 - `per_core`: the realistic flow's commands per CPU-second, steady (one process, one core).
 - `scaling`: two processes' records per CPU-second over one process's (the simple variant).
-- `bytes_per_account`: the realistic flow's RSS above an empty engine, per account of state.
-- `base_mib`: the RSS of an engine process with no state (the simple variant's process).
+- `bytes_per_account`: the realistic flow's RSS above the one-rule flow's, per account (both
+  runs hold the same accounts; the one-rule flow keeps one integer per account).
+- `base_mib`: the one-rule flow's RSS: the engine, its clients and buffers, its small state.
 - `restore_keys_per_s`: a full changelog restore, keys per second per process.
 
 >>> model = Inputs(per_core=30_000, scaling=0.8, bytes_per_account=7_000, base_mib=150,
@@ -100,8 +101,8 @@ def inputs_from(results: dict[str, Any]) -> Inputs:
 def table(inputs: Inputs, accounts: int, rates: list[float], memory_limit_mib: float) -> str:
     """The projection as a text table."""
     lines = [f"measured ({inputs.source}): {inputs.per_core:,.0f} commands per CPU-second, 2-process scaling "
-             f"{inputs.scaling:.0%}, {inputs.bytes_per_account:,.0f} bytes of RSS per account, empty process "
-             f"{inputs.base_mib:,.0f} MiB, restore {inputs.restore_keys_per_s:,.0f} keys/s",
+             f"{inputs.scaling:.0%}, {inputs.bytes_per_account:,.0f} bytes of RSS per account, the engine without "
+             f"it {inputs.base_mib:,.0f} MiB, restore {inputs.restore_keys_per_s:,.0f} keys/s",
              f"planned at {HEADROOM:.0%} of the measured rate, {TASKS_PER_PROCESS} partitions per process", "",
              f"{'accounts':>12} {'commands/s':>11} {'processes':>9} {'partitions':>10} {'MiB/process':>11} "
              f"{'restore s':>9} {f'processes for {memory_limit_mib:,.0f} MiB':>24}"]
