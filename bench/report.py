@@ -201,6 +201,8 @@ def plot(results: dict[str, Any], path: Path = RESULTS / "latest.png") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tools.figures import save
+
     rows = [row for row in results["systems"] if row.get("status") == "ok"]
     several = len(results["commit_ms"]) > 1
     base = baseline(rows)
@@ -236,12 +238,7 @@ def plot(results: dict[str, Any], path: Path = RESULTS / "latest.png") -> Path:
     cdfs.grid(True, which="both", alpha=0.3)
     if any((row.get("latency") or {}).get("cdf_ms") for row in rows):
         cdfs.legend(fontsize=8, loc="lower right")
-    figure.suptitle(f"paystream bench {results['run_id']} — {results['note']}", fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, path, f"paystream bench {results['run_id']} — {results['note']}", dpi=110, title_size=8)
 
 
 def issue14_targets(results: dict[str, Any]) -> list[dict[str, Any]]:

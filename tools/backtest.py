@@ -146,6 +146,8 @@ def plot(result: Backtest, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tools.figures import save
+
     panels = [("decisions", result.live.outcomes, result.candidate.outcomes),
               ("reasons", result.live.reasons, result.candidate.reasons),
               ("alerts by rule", result.live.alerts, result.candidate.alerts)]
@@ -158,9 +160,4 @@ def plot(result: Backtest, path: Path) -> Path:
         axis.set_xticks(list(positions), names, rotation=30, ha="right", fontsize=8)
         axis.set_title(title)
         axis.legend()
-    figure.suptitle(f"backtest over {result.payments:,} payments: live rules vs candidate rules")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save(figure, path, f"backtest over {result.payments:,} payments: live rules vs candidate rules", dpi=100)

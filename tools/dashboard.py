@@ -76,6 +76,8 @@ def draw(samples: list[tuple[float, Samples]], path: Path, title: str = "paystre
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tools.figures import save
+
     figure, axes = plt.subplots(2, 3, figsize=(16, 8))
     panels = [("input records/s", "paystream_input_records_total", "topic"),
               ("decisions/s by outcome", "paystream_decisions_total", "outcome"),
@@ -102,9 +104,4 @@ def draw(samples: list[tuple[float, Samples]], path: Path, title: str = "paystre
     commit_axis.legend(fontsize=7)
     for axis in axes.flat:
         axis.set_xlabel("seconds")
-    figure.suptitle(f"{title}: the dashboard's panels from the engine's own /metrics")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save(figure, path, f"{title}: the dashboard's panels from the engine's own /metrics", dpi=90)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.flows.test_rules_live import produce
 from tools.cli.generate import _records
 from tools.runner import FlowProcesses, wait_until_caught_up
 from verify.audit import audit
@@ -18,18 +19,9 @@ CARD = "4111111111111111"  # in the raising rule's message (tests/flows/raising_
 
 def test_commands_a_rule_raises_on_are_declined_and_dead_lettered_and_the_rest_flows(
         make_settings: Any, tmp_path: Any) -> None:
-    from confluent_kafka import Producer
-
-    from paystream.clients import producer_config
-
     settings = make_settings(partitions=2, engine={"http_port": 0})
     records, _ = _records(80, PAYMENTS, 17, 0.0, False, None)
-    topics = {"customers": settings.topics.customers, "payments": settings.topics.payments}
-    producer = Producer(producer_config(settings))
-    for kind, key, value, timestamp in records:
-        producer.produce(topics[kind], value, key, timestamp=timestamp)
-        producer.poll(0)
-    assert producer.flush(60) == 0
+    produce(settings, list(records))
 
     procs = FlowProcesses(settings, 1, log_dir=tmp_path / "logs", flow="tests.flows.raising_rule:flow")
     procs.start()
