@@ -4,8 +4,9 @@ glibc gives each thread that contends for the heap an arena of its own, up to ei
 and memory freed in one arena is not reused by another. An engine process has a commit thread
 per task and librdkafka's threads per client: with the default, the realistic flow's process
 held 50 MiB (limit set in-process) to 110 MiB (`MALLOC_ARENA_MAX=2`) more RSS at 100,000
-accounts than with two arenas, at about the same throughput (bench/README.md). `MALLOC_ARENA_MAX` in the environment does the same before the process
-starts; this does it from inside, so `python -m bytewax.run` gets it too.
+accounts than with two arenas, at about the same throughput (bench/README.md).
+`MALLOC_ARENA_MAX` in the environment does the same before the process starts; this does it
+from inside, so `python -m bytewax.run` gets it too.
 
 >>> limit_arenas(0)  # 0: leave the allocator as it is
 False
