@@ -4,11 +4,13 @@ worker and its partition go on, and the independent audit stays green."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.flows.test_rules_live import produce
 from tools.cli.generate import _records
 from tools.runner import FlowProcesses, wait_until_caught_up
+from tools.traffic import recent_start_ts
 from verify.audit import audit
 from verify.geo import distance_km
 from verify.readback import read_snapshot
@@ -20,7 +22,8 @@ CARD = "4111111111111111"  # in the raising rule's message (tests/flows/raising_
 def test_commands_a_rule_raises_on_are_declined_and_dead_lettered_and_the_rest_flows(
         make_settings: Any, tmp_path: Any) -> None:
     settings = make_settings(partitions=2, engine={"http_port": 0})
-    records, _ = _records(80, PAYMENTS, 17, 0.0, False, None)
+    # recent timestamps: the topic's retention deletes records stamped long ago (the generator's default)
+    records, _ = _records(80, PAYMENTS, 17, 0.0, False, recent_start_ts(PAYMENTS, int(time.time() * 1000)))
     produce(settings, list(records))
 
     procs = FlowProcesses(settings, 1, log_dir=tmp_path / "logs", flow="tests.flows.raising_rule:flow")
